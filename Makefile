@@ -1,0 +1,48 @@
+# make drill: set everything up on a fresh machine and run the main drill on the embedded lab.
+# make test:  set everything up and run the test suite (unit + integration against the lab).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := ceph-mon ceph-osd radosgw ceph-common restic haproxy
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: drill test setup lab-deps venv lint clean lab-down
+
+drill: setup
+	$(BIN)/drillbook lab up
+	$(BIN)/drillbook run artifact-deletion --variant soft
+	$(BIN)/drillbook run artifact-deletion --variant purge
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+setup: venv lab-deps
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# The lab's real components come from Debian; installed only when missing.
+lab-deps:
+	@missing=""; for b in radosgw ceph-mon ceph-osd restic haproxy; do \
+	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing lab packages (missing:$$missing)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	fi
+
+lint: venv
+	$(BIN)/ruff check harness scenarios reports lab tests
+	$(BIN)/mypy harness scenarios reports lab
+
+lab-down:
+	-$(BIN)/drillbook lab down
+
+clean: lab-down
+	rm -rf $(VENV) .lab evidence *.egg-info

@@ -1,0 +1,130 @@
+"""The drill context: what a scenario and its runbook steps are given.
+
+It holds the inventory entry for the asset, the adapters (built once, lazily, from the inventory),
+the journal, and the findings so far. Scenarios never construct clients; they ask the context, so
+a test or a site can hand in other adapters.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import Inconclusive, StepFailed
+from harness.inventory import Asset, Inventory
+from harness.journal import Clock, Journal
+from harness.model import IntegrityCheck, Outcome, Phase, RestorePoint, Scalar, StepRecord
+from harness.targets.inference import InferenceEndpoint
+from harness.targets.restic import ResticRepo
+from harness.targets.s3 import S3Store
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Findings:
+    """What the drill found; the verdict is derived from these."""
+
+    failures: list[str] = field(default_factory=list)
+    inconclusive: list[str] = field(default_factory=list)
+    restore_point: RestorePoint | None = None
+    smoke: dict[str, Scalar] = field(default_factory=dict)
+    reverted: bool = False
+
+
+class Adapters:
+    """One adapter per inventory target, created on first use and shared within the drill."""
+
+    def __init__(self, inventory: Inventory, work_dir: Path) -> None:
+        self.inventory = inventory
+        self.work_dir = work_dir
+        self._cache: dict[str, Any] = {}
+
+    def s3(self, name: str) -> S3Store:
+        if name not in self._cache:
+            self._cache[name] = S3Store(self.inventory.s3(name))
+        store: S3Store = self._cache[name]
+        return store
+
+    def restic(self, name: str) -> ResticRepo:
+        if name not in self._cache:
+            self._cache[name] = ResticRepo(self.inventory.restic(name),
+                                           cache_dir=self.work_dir / "restic-cache")
+        repo: ResticRepo = self._cache[name]
+        return repo
+
+    def inference(self, name: str) -> InferenceEndpoint:
+        if name not in self._cache:
+            self._cache[name] = InferenceEndpoint(self.inventory.inference(name))
+        ep: InferenceEndpoint = self._cache[name]
+        return ep
+
+
+class DrillContext:
+    def __init__(self, *, drill_id: str, inventory: Inventory, asset: Asset, variant: str,
+                 journal: Journal, adapters: Adapters, clock: Clock, work_dir: Path,
+                 progress: Progress) -> None:
+        self.drill_id = drill_id
+        self.inventory = inventory
+        self.asset = asset
+        self.variant = variant
+        self.journal = journal
+        self.adapters = adapters
+        self.clock = clock
+        self.work_dir = work_dir
+        self.progress = progress
+        self.findings = Findings()
+        self.phase = Phase.PREFLIGHT
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def event(self, name: str, **detail: Scalar) -> None:
+        self.journal.event(name, self.phase, **detail)
+
+    def fail(self, reason: str) -> None:
+        """An objective was missed: the verdict will be FAIL."""
+        self.findings.failures.append(reason)
+        self.journal.note("finding", verdict="FAIL", reason=reason, phase=self.phase.value)
+        self.progress(f"  FAIL: {reason}")
+
+    def inconclusive(self, reason: str) -> None:
+        """A check could not run: the verdict cannot be PASS."""
+        self.findings.inconclusive.append(reason)
+        self.journal.note("finding", verdict="INCONCLUSIVE", reason=reason, phase=self.phase.value)
+        self.progress(f"  INCONCLUSIVE: {reason}")
+
+    def integrity(self, obj: str, expected: str, actual: str | None) -> bool:
+        ok = actual is not None and actual == expected
+        self.journal.check(IntegrityCheck(obj, expected, actual, ok, self.phase))
+        return ok
+
+    # -- timed steps ---------------------------------------------------------------------------
+
+    def run_step(self, name: str, fn: Callable[[], None]) -> Outcome:
+        """Run one timed, journaled step. StepFailed -> FAILED; Inconclusive or any other error
+        -> ERROR (the step could not do its work). Never raises except KeyboardInterrupt."""
+        self.progress(f"  [{self.phase.value}] {name} ...")
+        started_utc, started = self.clock.utc(), self.clock.mono()
+        self.journal.event(f"step.{name}.started", self.phase)
+        message = ""
+        try:
+            fn()
+            outcome = Outcome.OK
+        except StepFailed as exc:
+            outcome, message = Outcome.FAILED, str(exc)
+        except Inconclusive as exc:
+            outcome, message = Outcome.ERROR, str(exc)
+        except Exception as exc:  # noqa: BLE001 - steps may come from a site's plug-ins
+            outcome, message = Outcome.ERROR, f"{type(exc).__name__}: {exc}"
+            self.journal.note("traceback", step=name, text=traceback.format_exc())
+        ended_utc, ended = self.clock.utc(), self.clock.mono()
+        self.journal.step(StepRecord(name, self.phase, started_utc, ended_utc, ended - started,
+                                     outcome, message))
+        self.journal.event(f"step.{name}.{outcome.value}", self.phase)
+        tail = f": {message}" if message else ""
+        self.progress(f"  [{self.phase.value}] {name}: {outcome.value} "
+                      f"({ended - started:.2f} s){tail}")
+        return outcome

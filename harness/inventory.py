@@ -1,0 +1,409 @@
+"""The site inventory: what exists, which tier it is, where its backups are, what must hold.
+
+One YAML file describes a site. :func:`load_inventory` validates all of it before anything runs
+and raises :class:`~harness.errors.InventoryError` naming the file, the line and the field, so a
+typo never starts half a drill. Secrets may be given literally (the lab's own inventory does) or
+through ``*_env`` keys naming environment variables (what a real site should do); either way they
+are held in :class:`Secret`, whose repr never shows the value.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import InventoryError
+
+ASSET_KINDS = ("model-weights",)
+TARGET_KINDS = ("s3", "restic", "inference")
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A credential; printing or logging it shows only that it is set."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class S3Target:
+    name: str
+    endpoint: str
+    region: str
+    access_key: Secret
+    secret_key: Secret
+    drill_safe: bool
+    kind: str = "s3"
+
+
+@dataclass(frozen=True)
+class ResticTarget:
+    name: str
+    repository: str
+    password: Secret
+    access_key: Secret | None
+    secret_key: Secret | None
+    drill_safe: bool
+    kind: str = "restic"
+
+
+@dataclass(frozen=True)
+class InferenceTarget:
+    name: str
+    url: str
+    model: str
+    drill_safe: bool
+    kind: str = "inference"
+
+
+Target = S3Target | ResticTarget | InferenceTarget
+
+
+@dataclass(frozen=True)
+class Asset:
+    id: str
+    tier: int
+    kind: str
+    store: str
+    bucket: str
+    prefix: str
+    manifest_key: str
+    backup: str | None
+    backup_path: str | None
+    served_by: str | None
+    golden: Path | None
+
+
+@dataclass(frozen=True)
+class Targets:
+    rto_s: float
+    rpo_s: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path
+    site: str
+    targets: dict[str, Target]
+    assets: dict[str, Asset]
+    tier_objectives: dict[int, dict[str, float]]
+    asset_objectives: dict[str, dict[str, float]]
+    safety_bucket: str
+    probe_interval_s: float
+    detect_timeout_s: float
+    step_timeout_s: float
+
+    def objectives_for(self, asset: Asset) -> Targets:
+        """RTO/RPO targets for an asset: its own override, else its tier's, and where they came from."""
+        tier = self.tier_objectives.get(asset.tier, {})
+        own = self.asset_objectives.get(asset.id, {})
+        rto = own.get("rto_s", tier.get("rto_s"))
+        rpo = own.get("rpo_s", tier.get("rpo_s"))
+        if rto is None or rpo is None:
+            # validation guarantees a value; this is a programming error, not bad input
+            raise AssertionError(f"no objectives for asset {asset.id}")
+        src = []
+        src.append(f"objectives.assets.{asset.id}" if "rto_s" in own else f"objectives.tiers.{asset.tier}")
+        return Targets(float(rto), float(rpo), ", ".join(src))
+
+    def s3(self, name: str) -> S3Target:
+        t = self.targets[name]
+        assert isinstance(t, S3Target)
+        return t
+
+    def restic(self, name: str) -> ResticTarget:
+        t = self.targets[name]
+        assert isinstance(t, ResticTarget)
+        return t
+
+    def inference(self, name: str) -> InferenceTarget:
+        t = self.targets[name]
+        assert isinstance(t, InferenceTarget)
+        return t
+
+
+# --- YAML with line numbers ---------------------------------------------------------------------
+
+Path_ = tuple[str | int, ...]
+
+
+def _line_map(node: yaml.Node, path: Path_, lines: dict[Path_, int], file: Path) -> None:
+    lines[tuple(str(x) for x in path)] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                raise InventoryError(file, key_node.start_mark.line + 1, _dotted(path + (key,)),
+                                     "duplicate key")
+            seen.add(key)
+            _line_map(value_node, path + (key,), lines, file)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, path + (i,), lines, file)
+
+
+def _dotted(path: Path_) -> str:
+    out = ""
+    for p in path:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += ("." if out else "") + p
+    return out or "(top level)"
+
+
+class _Reader:
+    """Typed access to the parsed YAML that turns every mistake into a located InventoryError."""
+
+    def __init__(self, file: Path, lines: dict[Path_, int]) -> None:
+        self.file = file
+        self.lines = lines
+
+    def line(self, path: Path_) -> int:
+        key = tuple(str(x) for x in path)
+        while key and key not in self.lines:
+            key = key[:-1]
+        return self.lines.get(key, 1)
+
+    def fail(self, path: Path_, message: str) -> InventoryError:
+        return InventoryError(self.file, self.line(path), _dotted(path), message)
+
+    def mapping(self, value: Any, path: Path_) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(path, f"must be a mapping (got {_kind(value)})")
+        return value
+
+    def known(self, m: dict[str, Any], path: Path_, allowed: set[str]) -> None:
+        for key in m:
+            if key not in allowed:
+                hint = ", ".join(sorted(allowed))
+                raise self.fail(path + (key,), f"unknown field (allowed here: {hint})")
+
+    def req(self, m: dict[str, Any], key: str, path: Path_) -> Any:
+        if key not in m or m[key] is None:
+            raise self.fail(path + (key,), "is required")
+        return m[key]
+
+    def string(self, m: dict[str, Any], key: str, path: Path_, *, default: str | None = None,
+               required: bool = True) -> str:
+        if key not in m or m[key] is None:
+            if default is not None or not required:
+                return default or ""
+            raise self.fail(path + (key,), "is required")
+        v = m[key]
+        if not isinstance(v, str) or not v.strip():
+            raise self.fail(path + (key,), f"must be a non-empty string (got {_kind(v)})")
+        return v
+
+    def number(self, m: dict[str, Any], key: str, path: Path_, default: float | None = None) -> float:
+        if key not in m:
+            if default is None:
+                raise self.fail(path + (key,), "is required")
+            return default
+        v = m[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            raise self.fail(path + (key,), f"must be a positive number of seconds (got {v!r})")
+        return float(v)
+
+    def boolean(self, m: dict[str, Any], key: str, path: Path_, default: bool = False) -> bool:
+        v = m.get(key, default)
+        if not isinstance(v, bool):
+            raise self.fail(path + (key,), f"must be true or false (got {v!r})")
+        return v
+
+    def secret(self, m: dict[str, Any], key: str, path: Path_, required: bool = True) -> Secret | None:
+        env_key = f"{key}_env"
+        if key in m and env_key in m:
+            raise self.fail(path + (key,), f"give either {key} or {env_key}, not both")
+        if env_key in m:
+            var = self.string(m, env_key, path)
+            if var not in os.environ:
+                raise self.fail(path + (env_key,),
+                                f"environment variable {var} is not set")
+            return Secret(os.environ[var])
+        if key in m:
+            return Secret(self.string(m, key, path))
+        if required:
+            raise self.fail(path + (key,), f"is required (or {env_key})")
+        return None
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(v), type(v).__name__)
+
+
+def load_inventory(path: Path | str) -> Inventory:
+    """Parse and validate an inventory file. Raises InventoryError; never returns half an inventory."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InventoryError(file, 0, "(file)", f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        raise InventoryError(file, line, "(syntax)", f"not valid YAML: {exc.problem}") from exc
+    lines: dict[Path_, int] = {}
+    if node is not None:
+        _line_map(node, (), lines, file)
+    return _build(file, data, _Reader(file, lines))
+
+
+def _build(file: Path, data: Any, r: _Reader) -> Inventory:
+    top = r.mapping(data, ())
+    r.known(top, (), {"version", "site", "targets", "assets", "objectives", "guards", "probe"})
+    if top.get("version") != 1:
+        raise r.fail(("version",), f"must be 1 (got {top.get('version')!r})")
+    site = r.string(top, "site", ())
+    targets = _targets(r.mapping(r.req(top, "targets", ()), ("targets",)), r)
+    raw_assets = r.req(top, "assets", ())
+    if not isinstance(raw_assets, list) or not raw_assets:
+        raise r.fail(("assets",), "must be a non-empty list of assets")
+    assets: dict[str, Asset] = {}
+    for i, raw in enumerate(raw_assets):
+        a = _asset(r.mapping(raw, ("assets", i)), ("assets", i), targets, file, r)
+        if a.id in assets:
+            raise r.fail(("assets", i, "id"), f"duplicate asset id {a.id!r}")
+        assets[a.id] = a
+    tiers, per_asset = _objectives(top, assets, r)
+    guards = r.mapping(top.get("guards", {}), ("guards",))
+    r.known(guards, ("guards",), {"safety_bucket"})
+    probe = r.mapping(top.get("probe", {}), ("probe",))
+    r.known(probe, ("probe",), {"interval_s", "detect_timeout_s", "step_timeout_s"})
+    return Inventory(
+        path=file,
+        site=site,
+        targets=targets,
+        assets=assets,
+        tier_objectives=tiers,
+        asset_objectives=per_asset,
+        safety_bucket=r.string(guards, "safety_bucket", ("guards",), default="drillbook-safety"),
+        probe_interval_s=r.number(probe, "interval_s", ("probe",), 0.5),
+        detect_timeout_s=r.number(probe, "detect_timeout_s", ("probe",), 120.0),
+        step_timeout_s=r.number(probe, "step_timeout_s", ("probe",), 600.0),
+    )
+
+
+def _targets(raw: dict[str, Any], r: _Reader) -> dict[str, Target]:
+    out: dict[str, Target] = {}
+    for name, spec in raw.items():
+        p: Path_ = ("targets", name)
+        m = r.mapping(spec, p)
+        kind = r.string(m, "kind", p)
+        safe = r.boolean(m, "drill_safe", p)
+        if kind == "s3":
+            r.known(m, p, {"kind", "endpoint", "region", "access_key", "access_key_env",
+                           "secret_key", "secret_key_env", "drill_safe"})
+            endpoint = r.string(m, "endpoint", p)
+            if not endpoint.startswith(("http://", "https://")):
+                raise r.fail(p + ("endpoint",), f"must be an http(s) URL (got {endpoint!r})")
+            ak, sk = r.secret(m, "access_key", p), r.secret(m, "secret_key", p)
+            assert ak is not None and sk is not None
+            out[name] = S3Target(name, endpoint, r.string(m, "region", p, default="default"),
+                                 ak, sk, safe)
+        elif kind == "restic":
+            r.known(m, p, {"kind", "repository", "password", "password_env", "access_key",
+                           "access_key_env", "secret_key", "secret_key_env", "drill_safe"})
+            pw = r.secret(m, "password", p)
+            assert pw is not None
+            out[name] = ResticTarget(name, r.string(m, "repository", p), pw,
+                                     r.secret(m, "access_key", p, required=False),
+                                     r.secret(m, "secret_key", p, required=False), safe)
+        elif kind == "inference":
+            r.known(m, p, {"kind", "url", "model", "drill_safe"})
+            url = r.string(m, "url", p)
+            if not url.startswith(("http://", "https://")):
+                raise r.fail(p + ("url",), f"must be an http(s) URL (got {url!r})")
+            out[name] = InferenceTarget(name, url.rstrip("/"), r.string(m, "model", p), safe)
+        else:
+            raise r.fail(p + ("kind",), f"unknown target kind {kind!r} (one of: {', '.join(TARGET_KINDS)})")
+    return out
+
+
+def _asset(m: dict[str, Any], p: Path_, targets: dict[str, Target], file: Path, r: _Reader) -> Asset:
+    r.known(m, p, {"id", "tier", "kind", "store", "bucket", "prefix", "manifest", "backup",
+                   "backup_path", "served_by", "golden"})
+    tier = r.req(m, "tier", p)
+    if isinstance(tier, bool) or tier not in (1, 2, 3):
+        raise r.fail(p + ("tier",), f"must be 1, 2 or 3 (got {tier!r})")
+    kind = r.string(m, "kind", p)
+    if kind not in ASSET_KINDS:
+        raise r.fail(p + ("kind",), f"unknown asset kind {kind!r} (one of: {', '.join(ASSET_KINDS)})")
+
+    def ref(key: str, want: type, required: bool) -> str | None:
+        name = r.string(m, key, p, required=required) or None
+        if name is None:
+            return None
+        if name not in targets:
+            raise r.fail(p + (key,), f"names target {name!r}, which is not under targets")
+        if not isinstance(targets[name], want):
+            raise r.fail(p + (key,), f"target {name!r} is not of the right kind for {key}")
+        return name
+
+    store = ref("store", S3Target, True)
+    assert store is not None
+    backup = ref("backup", ResticTarget, False)
+    served_by = ref("served_by", InferenceTarget, False)
+    prefix = r.string(m, "prefix", p)
+    if not prefix.endswith("/"):
+        raise r.fail(p + ("prefix",), f"must end with '/' (got {prefix!r})")
+    golden_raw = r.string(m, "golden", p, required=False)
+    golden = (file.parent / golden_raw).resolve() if golden_raw else None
+    if golden is not None and not golden.is_file():
+        raise r.fail(p + ("golden",), f"file {golden} does not exist")
+    backup_path = r.string(m, "backup_path", p, required=False) or None
+    if backup and not backup_path:
+        raise r.fail(p + ("backup_path",), "is required when backup is given")
+    return Asset(
+        id=r.string(m, "id", p), tier=int(tier), kind=kind, store=store,
+        bucket=r.string(m, "bucket", p), prefix=prefix,
+        manifest_key=prefix + r.string(m, "manifest", p, default="manifest.json"),
+        backup=backup, backup_path=backup_path, served_by=served_by, golden=golden,
+    )
+
+
+def _objectives(top: dict[str, Any], assets: dict[str, Asset],
+                r: _Reader) -> tuple[dict[int, dict[str, float]], dict[str, dict[str, float]]]:
+    obj = r.mapping(r.req(top, "objectives", ()), ("objectives",))
+    r.known(obj, ("objectives",), {"tiers", "assets"})
+    tiers: dict[int, dict[str, float]] = {}
+    for key, spec in r.mapping(obj.get("tiers", {}), ("objectives", "tiers")).items():
+        p: Path_ = ("objectives", "tiers", str(key))
+        if key not in (1, 2, 3):
+            raise r.fail(p, "tier must be 1, 2 or 3")
+        m = r.mapping(spec, p)
+        r.known(m, p, {"rto_s", "rpo_s"})
+        tiers[key] = {k: r.number(m, k, p) for k in ("rto_s", "rpo_s")}
+    per: dict[str, dict[str, float]] = {}
+    for key, spec in r.mapping(obj.get("assets", {}), ("objectives", "assets")).items():
+        p = ("objectives", "assets", key)
+        if key not in assets:
+            raise r.fail(p, f"names asset {key!r}, which is not under assets")
+        m = r.mapping(spec, p)
+        r.known(m, p, {"rto_s", "rpo_s"})
+        per[key] = {k: r.number(m, k, p) for k in ("rto_s", "rpo_s") if k in m}
+    for i, a in enumerate(assets.values()):
+        have = {**tiers.get(a.tier, {}), **per.get(a.id, {})}
+        for k in ("rto_s", "rpo_s"):
+            if k not in have:
+                raise r.fail(("assets", i, "tier"),
+                             f"asset {a.id!r} has no {k} target: add objectives.tiers.{a.tier}.{k} "
+                             f"or objectives.assets.{a.id}.{k}")
+    return tiers, per

@@ -1,0 +1,251 @@
+"""Runs one drill through its phases and derives the verdict from what was recorded.
+
+preflight -> baseline -> inject -> detect -> runbook -> verify -> revert -> evidence
+
+Revert runs whenever inject was reached: after a failure, an exception or Ctrl-C (which is held
+until revert finishes). The verdict comes from the findings and from RTO/RPO computed from the
+journal's events; nothing in the evidence is typed in.
+"""
+
+from __future__ import annotations
+
+import platform
+import secrets
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from harness.context import Adapters, DrillContext, Progress
+from harness.errors import GuardRefused, Inconclusive, UsageError
+from harness.guards import DrillLock, deferred_sigint, require_drill_safe
+from harness.inventory import Inventory
+from harness.journal import Clock, Journal
+from harness.model import (
+    Evidence,
+    Objective,
+    Outcome,
+    Phase,
+    TimelineEntry,
+    Verdict,
+    compute_rpo,
+    compute_rto,
+    event_by_name,
+    rto_breakdown,
+)
+from harness.scenario import RunbookStep, Scenario
+
+#: A replacement for a runbook step: gets the drill context and the original step's function.
+StepOverride = Callable[[DrillContext, Callable[[], None]], None]
+
+
+@dataclass(frozen=True)
+class DrillRequest:
+    scenario: type[Scenario]
+    variant: str
+    asset_id: str
+    evidence_root: Path
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class DrillResult:
+    evidence: Evidence
+    directory: Path
+    interrupted: bool
+
+
+def new_drill_id(clock: Clock, scenario: str) -> str:
+    return f"{clock.utc().strftime('%Y%m%dT%H%M%SZ')}-{scenario}-{secrets.token_hex(3)}"
+
+
+def validate_request(inventory: Inventory, req: DrillRequest) -> None:
+    """Reject a request that cannot make sense before anything is touched (a usage error)."""
+    cls = req.scenario
+    if req.variant not in cls.variants:
+        raise UsageError(f"scenario {cls.name!r} has no variant {req.variant!r} "
+                         f"(variants: {', '.join(cls.variants)})")
+    if req.asset_id not in inventory.assets:
+        raise UsageError(f"asset {req.asset_id!r} is not in {inventory.path} "
+                         f"(assets: {', '.join(inventory.assets)})")
+    asset = inventory.assets[req.asset_id]
+    if asset.kind not in cls.asset_kinds:
+        raise UsageError(f"scenario {cls.name!r} applies to {', '.join(cls.asset_kinds)}, "
+                         f"not to asset {asset.id!r} of kind {asset.kind!r}")
+
+
+def run_drill(inventory: Inventory, req: DrillRequest, *,
+              overrides: Mapping[str, StepOverride] | None = None,
+              clock: Clock | None = None, progress: Progress = print) -> DrillResult:
+    """Run one drill end to end and write its evidence. Raises UsageError for a bad request
+    (before anything runs); every other outcome is expressed in the returned evidence."""
+    validate_request(inventory, req)
+    clock = clock or Clock()
+    drill_id = new_drill_id(clock, req.scenario.name)
+    out_dir = req.evidence_root / drill_id
+    out_dir.mkdir(parents=True, exist_ok=False)
+    journal = Journal(out_dir / "journal.jsonl", clock)
+    asset = inventory.assets[req.asset_id]
+    work_dir = req.evidence_root / ".work"
+    ctx = DrillContext(drill_id=drill_id, inventory=inventory, asset=asset, variant=req.variant,
+                       journal=journal, adapters=Adapters(inventory, work_dir), clock=clock,
+                       work_dir=work_dir, progress=progress)
+    scenario = req.scenario(ctx)
+    unknown = set(overrides or {}) - {s.name for s in scenario.runbook()}
+    if unknown:
+        raise UsageError(f"override for unknown runbook step(s): {', '.join(sorted(unknown))}")
+    started = clock.utc()
+    journal.note("drill", drill_id=drill_id, scenario=req.scenario.name, variant=req.variant,
+                 asset=asset.id, inventory=str(inventory.path), dry_run=req.dry_run)
+    progress(f"drill {drill_id}: {req.scenario.name} ({req.variant}) on {asset.id}")
+    lock = DrillLock(req.evidence_root / ".locks", asset.id)
+    injected = interrupted = False
+    try:
+        lock.acquire(drill_id)
+        _phase(ctx, Phase.PREFLIGHT)
+        if req.scenario.destructive:
+            require_drill_safe(inventory, asset.store)
+        scenario.preflight()
+        _phase(ctx, Phase.BASELINE)
+        scenario.baseline()
+        if req.dry_run:
+            ctx.inconclusive("dry run: preflight and baseline only, no fault was injected")
+        else:
+            _phase(ctx, Phase.INJECT)
+            injected = True
+            ctx.event("fault.injected")
+            scenario.inject()
+            ctx.event("fault.inject.completed")
+            _phase(ctx, Phase.DETECT)
+            _detect(ctx, scenario)
+            _phase(ctx, Phase.RUNBOOK)
+            if _runbook(ctx, scenario.runbook(), overrides or {}):
+                ctx.event("recovery.completed")
+            _phase(ctx, Phase.VERIFY)
+            before = len(ctx.findings.failures) + len(ctx.findings.inconclusive)
+            scenario.verify()
+            if len(ctx.findings.failures) + len(ctx.findings.inconclusive) == before and \
+                    event_by_name(journal.events, "recovery.completed") is not None:
+                ctx.event("recovery.verified")
+    except GuardRefused as exc:
+        ctx.inconclusive(f"guard refused: {exc}")
+    except Inconclusive as exc:
+        ctx.inconclusive(str(exc))
+    except KeyboardInterrupt:
+        interrupted = True
+        ctx.inconclusive(f"interrupted (Ctrl-C) during {ctx.phase.value}")
+    except Exception as exc:  # noqa: BLE001 - scenarios may be a site's plug-ins
+        journal.note("traceback", text=traceback.format_exc())
+        ctx.inconclusive(f"internal error in {ctx.phase.value}: {type(exc).__name__}: {exc}")
+    finally:
+        if injected:
+            interrupted |= _revert(ctx, scenario)
+        lock.release()
+    _phase(ctx, Phase.EVIDENCE)
+    evidence = build_evidence(ctx, req, started)
+    journal.note("verdict", verdict=evidence.verdict.value, reasons=list(evidence.reasons))
+    journal.close()
+    return DrillResult(evidence, out_dir, interrupted)
+
+
+def _phase(ctx: DrillContext, phase: Phase) -> None:
+    ctx.phase = phase
+    ctx.event(f"phase.{phase.value}")
+    ctx.progress(f"{phase.value}")
+
+
+def _detect(ctx: DrillContext, scenario: Scenario) -> None:
+    inv = ctx.inventory
+    deadline = ctx.clock.mono() + inv.detect_timeout_s
+    probes = 0
+    while True:
+        probes += 1
+        if scenario.detect():
+            ctx.event("fault.detected", probes=probes)
+            ctx.progress(f"  fault detected after {probes} probe(s)")
+            return
+        if ctx.clock.mono() >= deadline:
+            ctx.fail(f"fault not detected within {inv.detect_timeout_s:g} s ({probes} probes)")
+            return
+        ctx.clock.sleep(inv.probe_interval_s)
+
+
+def _runbook(ctx: DrillContext, steps: list[RunbookStep],
+             overrides: Mapping[str, StepOverride]) -> bool:
+    """Run the steps in order; stop at the first that does not succeed. True if all succeeded."""
+    for step in steps:
+        fn = step.run
+        if step.name in overrides:
+            override = overrides[step.name]
+            ctx.journal.note("override", step=step.name)
+
+            def fn(o: StepOverride = override, orig: Callable[[], None] = step.run) -> None:
+                o(ctx, orig)
+
+        outcome = ctx.run_step(step.name, fn)
+        if outcome is not Outcome.OK:
+            last = ctx.journal.steps[-1].message
+            ctx.fail(f"runbook step {step.name!r} {outcome.value}: {last}")
+            return False
+    return True
+
+
+def _revert(ctx: DrillContext, scenario: Scenario) -> bool:
+    """Run revert with Ctrl-C held; returns True if Ctrl-C arrived meanwhile."""
+    _phase(ctx, Phase.REVERT)
+    with deferred_sigint() as received:
+        outcome = ctx.run_step("revert", scenario.revert)
+    ctx.findings.reverted = outcome is Outcome.OK
+    if outcome is not Outcome.OK:
+        ctx.fail("revert did not complete: the target may NOT be as it was found "
+                 f"({ctx.journal.steps[-1].message})")
+    return bool(received)
+
+
+def build_evidence(ctx: DrillContext, req: DrillRequest, started: datetime) -> Evidence:
+    events = ctx.journal.events
+    targets = ctx.inventory.objectives_for(ctx.asset)
+    point = ctx.findings.restore_point
+    rto = Objective.evaluate(compute_rto(events), targets.rto_s)
+    rpo = Objective.evaluate(compute_rpo(events, point), targets.rpo_s)
+    reasons = list(ctx.findings.failures)
+    injected = event_by_name(events, "fault.injected") is not None
+    if injected and not ctx.findings.failures and not ctx.findings.inconclusive:
+        if rto.met is False:
+            reasons.append(f"RTO {rto.measured_s:.1f} s exceeds the target {rto.target_s:g} s")
+        if rpo.met is False:
+            reasons.append(f"RPO {rpo.measured_s:.1f} s exceeds the target {rpo.target_s:g} s")
+    if reasons:
+        verdict = Verdict.FAIL
+    elif ctx.findings.inconclusive or rto.met is not True or rpo.met is not True:
+        verdict = Verdict.INCONCLUSIVE
+        if not ctx.findings.inconclusive:
+            reasons.append("RTO or RPO could not be measured")
+    else:
+        verdict = Verdict.PASS
+    reasons += ctx.findings.inconclusive
+    t0 = event_by_name(events, "fault.injected")
+    timeline = tuple(
+        TimelineEntry(e.name, e.utc, None if t0 is None else e.mono - t0.mono)
+        for e in events if not e.name.startswith("phase."))
+    return Evidence(
+        drill_id=ctx.drill_id, scenario=req.scenario.name, variant=req.variant,
+        asset=ctx.asset.id, tier=ctx.asset.tier, site=ctx.inventory.site, verdict=verdict,
+        reasons=tuple(reasons), rto=rto, rpo=rpo, started=started, finished=ctx.clock.utc(),
+        timeline=timeline, steps=tuple(ctx.journal.steps), integrity=tuple(ctx.journal.integrity),
+        restore_point=point, smoke=dict(ctx.findings.smoke),
+        rto_breakdown=rto_breakdown(events, ctx.journal.steps), reverted=ctx.findings.reverted,
+        inventory=str(ctx.inventory.path), versions=_versions(),
+    )
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("drillbook", "boto3", "botocore"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out

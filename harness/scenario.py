@@ -1,0 +1,94 @@
+"""What a scenario is, and how scenarios are found.
+
+A scenario module declares one fault: its tier and asset kinds, whether it is destructive, its
+variants, and the hooks the runner calls in order (preflight, baseline, inject, detect, the
+runbook's steps, verify, revert). Scenarios are found through the ``drillbook.scenarios``
+entry-point group, so a site's own faults sit beside ours without editing drillbook.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, ClassVar
+
+from harness.errors import UsageError
+
+if TYPE_CHECKING:
+    from harness.context import DrillContext
+
+ENTRY_POINT_GROUP = "drillbook.scenarios"
+
+StepFn = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class RunbookStep:
+    """A named, timed recovery step. It returns normally when done, raises StepFailed when its
+    check says no, and Inconclusive (or anything else) when it could not run."""
+
+    name: str
+    run: StepFn
+    summary: str = ""
+
+
+class Scenario(abc.ABC):
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    variants: ClassVar[tuple[str, ...]]
+    asset_kinds: ClassVar[tuple[str, ...]]
+    tiers: ClassVar[tuple[int, ...]] = (1, 2, 3)
+    destructive: ClassVar[bool] = True
+    blast_radius: ClassVar[str] = ""
+
+    def __init__(self, ctx: DrillContext) -> None:
+        self.ctx = ctx
+
+    @abc.abstractmethod
+    def preflight(self) -> None:
+        """Prove the drill can run and can be undone; raise Inconclusive otherwise."""
+
+    @abc.abstractmethod
+    def baseline(self) -> None:
+        """Record the state to compare against after recovery."""
+
+    @abc.abstractmethod
+    def inject(self) -> None:
+        """Cause the fault."""
+
+    @abc.abstractmethod
+    def detect(self) -> bool:
+        """One probe: True once the fault is observable from outside."""
+
+    @abc.abstractmethod
+    def runbook(self) -> list[RunbookStep]:
+        """The recovery, in order."""
+
+    @abc.abstractmethod
+    def verify(self) -> None:
+        """Independent checks that the asset is really back; failures go to ctx.fail()."""
+
+    @abc.abstractmethod
+    def revert(self) -> None:
+        """Leave the target as it was found, whatever happened before."""
+
+
+def discover() -> dict[str, type[Scenario]]:
+    """Every installed scenario by name, ours and the site's."""
+    found: dict[str, type[Scenario]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        cls = ep.load()
+        if not (isinstance(cls, type) and issubclass(cls, Scenario)):
+            raise UsageError(f"entry point {ep.name!r} ({ep.value}) is not a drillbook Scenario")
+        found[ep.name] = cls
+    return found
+
+
+def get_scenario(name: str) -> type[Scenario]:
+    found = discover()
+    if name not in found:
+        known = ", ".join(sorted(found)) or "(none installed)"
+        raise UsageError(f"unknown scenario {name!r}; installed scenarios: {known}")
+    return found[name]

@@ -1,0 +1,160 @@
+"""The backup adapter: restic repositories (any backend restic speaks; the lab uses S3 on RGW).
+
+restic runs as a subprocess with its credentials in the environment only (never on the command
+line, where `ps` would show them). Failures become drillbook errors: restic missing or the
+repository unreachable is :class:`~harness.errors.Inconclusive`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from harness.errors import Inconclusive, TargetUnreachable
+from harness.inventory import ResticTarget
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def parse_restic_time(text: str) -> datetime:
+    """restic prints nanoseconds and a numeric offset; Python keeps microseconds."""
+    return datetime.fromisoformat(_FRACTION.sub(r"\1", text.replace("Z", "+00:00")))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    short_id: str
+    time: datetime
+    paths: tuple[str, ...]
+    tags: tuple[str, ...]
+
+
+class ResticRepo:
+    def __init__(self, target: ResticTarget, *, binary: str = "restic",
+                 cache_dir: Path | None = None, timeout_s: float = 3600.0) -> None:
+        self.target = target
+        self.binary = binary
+        self.cache_dir = cache_dir
+        self.timeout_s = timeout_s
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RESTIC_", "AWS_"))}
+        env["RESTIC_REPOSITORY"] = self.target.repository
+        env["RESTIC_PASSWORD"] = self.target.password.value
+        if self.target.access_key is not None and self.target.secret_key is not None:
+            env["AWS_ACCESS_KEY_ID"] = self.target.access_key.value
+            env["AWS_SECRET_ACCESS_KEY"] = self.target.secret_key.value
+        if self.cache_dir is not None:
+            env["RESTIC_CACHE_DIR"] = str(self.cache_dir)
+        return env
+
+    def _argv(self, *args: str) -> list[str]:
+        exe = shutil.which(self.binary)
+        if exe is None:
+            raise Inconclusive(f"restic is not installed (looked for {self.binary!r} on PATH)")
+        return [exe, "--no-lock", *args] if args and args[0] in ("snapshots", "ls", "dump") \
+            else [exe, *args]
+
+    def run(self, *args: str, timeout_s: float | None = None) -> str:
+        argv = self._argv(*args)
+        try:
+            proc = subprocess.run(argv, env=self._env(), capture_output=True, text=True,
+                                  timeout=timeout_s or self.timeout_s, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise TargetUnreachable(f"restic {args[0]} timed out after {exc.timeout:.0f} s") from exc
+        if proc.returncode != 0:
+            raise TargetUnreachable(
+                f"restic {args[0]} on {self.target.name} failed (exit {proc.returncode}): "
+                f"{_last_lines(proc.stderr)}")
+        return proc.stdout
+
+    def init(self) -> None:
+        self.run("init")
+
+    def is_initialized(self) -> bool:
+        try:
+            self.run("cat", "config", timeout_s=60)
+            return True
+        except TargetUnreachable:
+            return False
+
+    def snapshots(self, path: str | None = None) -> list[Snapshot]:
+        """Snapshots, oldest first (optionally those containing exactly ``path``)."""
+        args = ["snapshots", "--json"]
+        if path:
+            args += ["--path", path]
+        raw: list[dict[str, Any]] = json.loads(self.run(*args, timeout_s=120) or "[]") or []
+        snaps = [Snapshot(s["id"], s.get("short_id", s["id"][:8]), parse_restic_time(s["time"]),
+                          tuple(s.get("paths") or ()), tuple(s.get("tags") or ())) for s in raw]
+        snaps.sort(key=lambda s: s.time)
+        return snaps
+
+    def ls(self, snapshot_id: str, path: str) -> list[str]:
+        """Files (not directories) under path in a snapshot, as absolute snapshot paths."""
+        out = self.run("ls", "--json", snapshot_id, path, timeout_s=300)
+        files: list[str] = []
+        for line in out.splitlines():
+            try:
+                node = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if node.get("struct_type") == "node" and node.get("type") == "file":
+                files.append(str(node["path"]))
+        return files
+
+    @contextmanager
+    def dump(self, snapshot_id: str, path: str) -> Iterator[IO[bytes]]:
+        """Stream one file out of a snapshot; raises TargetUnreachable if restic fails."""
+        argv = self._argv("dump", snapshot_id, path)
+        proc = subprocess.Popen(argv, env=self._env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            yield proc.stdout
+        finally:
+            proc.stdout.close()
+            try:
+                rc = proc.wait(timeout=self.timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = proc.wait()
+            err = proc.stderr.read().decode(errors="replace")
+            proc.stderr.close()
+        if rc != 0:
+            raise TargetUnreachable(f"restic dump {snapshot_id} {path} failed (exit {rc}): "
+                                    f"{_last_lines(err)}")
+
+    def backup(self, paths: list[Path], *, tags: list[str], host: str) -> Snapshot:
+        args = ["backup", "--json", "--host", host]
+        for t in tags:
+            args += ["--tag", t]
+        out = self.run(*args, *[str(p) for p in paths])
+        snap_id = ""
+        for line in out.splitlines():
+            try:
+                msg = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if msg.get("message_type") == "summary":
+                snap_id = str(msg.get("snapshot_id", ""))
+        if not snap_id:
+            raise TargetUnreachable("restic backup printed no snapshot id")
+        for s in self.snapshots():
+            if s.id == snap_id:
+                return s
+        raise TargetUnreachable(f"restic backup made snapshot {snap_id}, but it is not listed")
+
+
+def _last_lines(text: str, n: int = 3) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-n:]) or "(no output)"

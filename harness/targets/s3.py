@@ -1,0 +1,212 @@
+"""The artifact store adapter: any S3 endpoint (Ceph RGW, MinIO, AWS) through boto3.
+
+Every call the harness makes to a store goes through :class:`S3Store`, which turns botocore's
+errors into drillbook's: a store that cannot be reached or refuses the credentials raises
+:class:`~harness.errors.TargetUnreachable` (the drill becomes INCONCLUSIVE, never PASS).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import boto3
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+from harness.errors import TargetUnreachable
+from harness.integrity import HashingReader, Readable, sha256_stream
+from harness.inventory import S3Target
+
+T = TypeVar("T")
+
+# Refusals that mean "the harness cannot use this store", as opposed to "this object is missing".
+_ACCESS_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "UserSuspended",
+                 "403"}
+_MISSING_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    key: str
+    version_id: str
+    is_latest: bool
+    is_delete_marker: bool
+    last_modified: datetime
+    etag: str
+    size: int
+
+
+class S3Store:
+    """One S3 endpoint with one set of credentials."""
+
+    def __init__(self, target: S3Target, *, max_concurrency: int = 4,
+                 connect_timeout: float = 3.0, read_timeout: float = 60.0) -> None:
+        self.target = target
+        cfg = Config(
+            s3={"addressing_style": "path"},
+            signature_version="s3v4",
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"max_attempts": 2, "mode": "standard"},
+        )
+        self._client: Any = boto3.session.Session().client(
+            "s3",
+            endpoint_url=target.endpoint,
+            region_name=target.region,
+            aws_access_key_id=target.access_key.value,
+            aws_secret_access_key=target.secret_key.value,
+            config=cfg,
+        )
+        self._transfer = TransferConfig(multipart_chunksize=16 * 1024 * 1024,
+                                        max_concurrency=max_concurrency)
+        self.max_concurrency = max_concurrency
+
+    # -- error translation -------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except (botocore.exceptions.EndpointConnectionError,
+                botocore.exceptions.ConnectTimeoutError,
+                botocore.exceptions.ReadTimeoutError,
+                botocore.exceptions.ConnectionClosedError) as exc:
+            raise TargetUnreachable(
+                f"store {self.target.name} ({self.target.endpoint}) unreachable during {what}: {exc}"
+            ) from exc
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _ACCESS_CODES:
+                raise TargetUnreachable(
+                    f"store {self.target.name} refused the credentials during {what}: {code}"
+                ) from exc
+            raise
+
+    @staticmethod
+    def is_missing(exc: BaseException) -> bool:
+        return (isinstance(exc, botocore.exceptions.ClientError)
+                and str(exc.response.get("Error", {}).get("Code", "")) in _MISSING_CODES)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raise TargetUnreachable unless the store answers an authenticated request."""
+        self._call("ping", lambda: self._client.list_buckets())
+
+    def versioning_enabled(self, bucket: str) -> bool:
+        r = self._call("get versioning", lambda: self._client.get_bucket_versioning(Bucket=bucket))
+        return r.get("Status") == "Enabled"
+
+    def list_versions(self, bucket: str, prefix: str) -> list[ObjectVersion]:
+        """Every version and delete marker under prefix, newest first per key."""
+        out: list[ObjectVersion] = []
+
+        def pages() -> Iterator[dict[str, Any]]:
+            paginator = self._client.get_paginator("list_object_versions")
+            yield from paginator.paginate(Bucket=bucket, Prefix=prefix)
+
+        for page in self._call("list versions", lambda: list(pages())):
+            for v in page.get("Versions", []):
+                out.append(ObjectVersion(v["Key"], v["VersionId"], v["IsLatest"], False,
+                                         v["LastModified"], v.get("ETag", "").strip('"'),
+                                         int(v.get("Size", 0))))
+            for m in page.get("DeleteMarkers", []):
+                out.append(ObjectVersion(m["Key"], m["VersionId"], m["IsLatest"], True,
+                                         m["LastModified"], "", 0))
+        out.sort(key=lambda v: (v.key, -v.last_modified.timestamp(), not v.is_latest))
+        return out
+
+    def list_keys(self, bucket: str, prefix: str) -> list[str]:
+        def run() -> list[str]:
+            keys: list[str] = []
+            for page in self._client.get_paginator("list_objects_v2").paginate(
+                    Bucket=bucket, Prefix=prefix):
+                keys.extend(o["Key"] for o in page.get("Contents", []))
+            return keys
+        return self._call("list objects", run)
+
+    def exists(self, bucket: str, key: str) -> bool:
+        try:
+            self._call("head object", lambda: self._client.head_object(Bucket=bucket, Key=key))
+            return True
+        except botocore.exceptions.ClientError as exc:
+            if self.is_missing(exc):
+                return False
+            raise
+
+    def read_bytes(self, bucket: str, key: str, version_id: str | None = None) -> bytes | None:
+        """A small object's content, or None when it does not exist."""
+        try:
+            body = self.open(bucket, key, version_id)
+        except botocore.exceptions.ClientError as exc:
+            if self.is_missing(exc):
+                return None
+            raise
+        data: bytes = self._call("read object", body.read)
+        return data
+
+    def open(self, bucket: str, key: str, version_id: str | None = None) -> Readable:
+        args: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            args["VersionId"] = version_id
+        r = self._call("get object", lambda: self._client.get_object(**args))
+        body: Readable = r["Body"]
+        return body
+
+    def hash_object(self, bucket: str, key: str,
+                    version_id: str | None = None) -> tuple[str | None, int]:
+        """(sha256, size) of an object read once, streaming; (None, 0) when it does not exist."""
+        try:
+            body = self.open(bucket, key, version_id)
+        except botocore.exceptions.ClientError as exc:
+            if self.is_missing(exc):
+                return None, 0
+            raise
+        return self._call("read object", lambda: sha256_stream(body))
+
+    def hash_objects(self, bucket: str,
+                     keys: list[tuple[str, str | None]]) -> dict[str, tuple[str | None, int]]:
+        """Hash many objects in parallel (network and hashing overlap; hashlib releases the GIL)."""
+        with concurrent.futures.ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+            futures = {key: pool.submit(self.hash_object, bucket, key, vid) for key, vid in keys}
+            return {key: f.result() for key, f in futures.items()}
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def ensure_bucket(self, bucket: str, versioned: bool) -> None:
+        try:
+            self._call("head bucket", lambda: self._client.head_bucket(Bucket=bucket))
+        except botocore.exceptions.ClientError:
+            self._call("create bucket", lambda: self._client.create_bucket(Bucket=bucket))
+        if versioned:
+            self._call("enable versioning", lambda: self._client.put_bucket_versioning(
+                Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}))
+
+    def upload_stream(self, bucket: str, key: str, stream: Readable) -> tuple[str, int]:
+        """Upload a stream (multipart when large); returns the (sha256, size) of what was sent."""
+        reader = HashingReader(stream)
+        self._call("upload", lambda: self._client.upload_fileobj(reader, bucket, key,
+                                                                 Config=self._transfer))
+        return reader.sha256, reader.size
+
+    def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
+        self._call("put object", lambda: self._client.put_object(Bucket=bucket, Key=key, Body=data))
+
+    def delete(self, bucket: str, key: str, version_id: str | None = None) -> None:
+        """Without a version: what `aws s3 rm` does (a delete marker on a versioned bucket).
+        With one: that version is gone for good."""
+        args: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            args["VersionId"] = version_id
+        self._call("delete object", lambda: self._client.delete_object(**args))
+
+    def copy_version(self, src_bucket: str, key: str, version_id: str, dest_bucket: str,
+                     dest_key: str) -> None:
+        """Server-side copy of one version (multipart copy when large)."""
+        source = {"Bucket": src_bucket, "Key": key, "VersionId": version_id}
+        self._call("copy object", lambda: self._client.copy(source, dest_bucket, dest_key,
+                                                            Config=self._transfer))

@@ -1,0 +1,351 @@
+"""Scenario ``artifact-deletion``: a model's weights disappear from the artifact store.
+
+Variants:
+  soft   the objects are deleted as ``aws s3 rm`` would on a versioned bucket (delete markers);
+         recovery restores the newest real version of each object from bucket history.
+  purge  every version of every object is gone; recovery streams each file out of the newest
+         restic snapshot on the secondary site into the store, hashing it on the way.
+
+Blast radius: the asset's manifest and every file it lists, in the asset's bucket, nothing else.
+Verification is independent of the runbook: every object is re-read from the store and compared
+with the manifest taken before the fault, and the endpoint must answer the golden inputs with
+outputs bit-identical to the baseline.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import ClassVar
+
+from harness.errors import Inconclusive, StepFailed
+from harness.guards import SafetyCopy
+from harness.integrity import Manifest, sha256_stream
+from harness.model import RestorePoint
+from harness.scenario import RunbookStep, Scenario
+from harness.targets.inference import InferenceEndpoint
+from harness.targets.restic import ResticRepo, Snapshot
+from harness.targets.s3 import ObjectVersion, S3Store
+
+
+@dataclass(frozen=True)
+class Golden:
+    inputs: list[list[float]]
+    outputs: list[list[float]] | None
+
+
+@dataclass(frozen=True)
+class VersionPlan:
+    """How one key comes back from bucket history."""
+
+    key: str
+    version: ObjectVersion
+    markers_above: tuple[str, ...]  # delete-marker version ids newer than the chosen version
+    newer_versions: int  # real versions newer than the chosen one (data lost if restored)
+
+
+class ArtifactDeletion(Scenario):
+    name: ClassVar[str] = "artifact-deletion"
+    summary: ClassVar[str] = "delete a model's weights from the artifact store and restore them"
+    variants: ClassVar[tuple[str, ...]] = ("soft", "purge")
+    asset_kinds: ClassVar[tuple[str, ...]] = ("model-weights",)
+    tiers: ClassVar[tuple[int, ...]] = (1, 2)
+    destructive: ClassVar[bool] = True
+    blast_radius: ClassVar[str] = "the asset's manifest and the files it lists, in its bucket"
+
+    manifest: Manifest
+    keys: list[str]
+    golden: Golden | None = None
+    baseline_outputs: list[list[float]] | None = None
+    safety: SafetyCopy | None = None
+    snapshot: Snapshot | None = None
+    plan: dict[str, VersionPlan]
+    pulled: dict[str, tuple[str, int]]
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @property
+    def store(self) -> S3Store:
+        return self.ctx.adapters.s3(self.ctx.asset.store)
+
+    @property
+    def endpoint(self) -> InferenceEndpoint | None:
+        a = self.ctx.asset
+        return None if a.served_by is None else self.ctx.adapters.inference(a.served_by)
+
+    @property
+    def repo(self) -> ResticRepo:
+        a = self.ctx.asset
+        if a.backup is None:
+            raise Inconclusive(f"asset {a.id} has no backup target in the inventory: the purge "
+                               f"variant has nothing to restore from")
+        return self.ctx.adapters.restic(a.backup)
+
+    def _expected(self) -> dict[str, tuple[str, int]]:
+        """key -> (sha256, size) for every object in the blast radius, manifest included."""
+        a = self.ctx.asset
+        out = {a.prefix + f.path: (f.sha256, f.size) for f in self.manifest.files}
+        out[a.manifest_key] = (self.manifest.raw_sha256, -1)
+        return out
+
+    def _backup_file(self, key: str) -> str:
+        a = self.ctx.asset
+        assert a.backup_path is not None
+        return a.backup_path.rstrip("/") + "/" + key[len(a.prefix):]
+
+    def _newest_snapshot(self) -> Snapshot:
+        a = self.ctx.asset
+        assert a.backup_path is not None
+        snaps = self.repo.snapshots(path=a.backup_path)
+        if not snaps:
+            raise Inconclusive(f"no restore point: no restic snapshot of {a.backup_path} in "
+                               f"{self.repo.target.repository}")
+        return snaps[-1]
+
+    # -- phases -------------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        a = self.ctx.asset
+        self.store.ping()
+        raw = self.store.read_bytes(a.bucket, a.manifest_key)
+        if raw is None:
+            raise Inconclusive(f"no manifest at s3://{a.bucket}/{a.manifest_key}: cannot tell "
+                               f"a good restore from a bad one")
+        self.manifest = Manifest.from_bytes(raw, source=f"s3://{a.bucket}/{a.manifest_key}")
+        self.keys = sorted(self._expected())
+        if self.endpoint is not None:
+            r = self.endpoint.readiness()
+            if not r.ready:
+                raise Inconclusive(f"endpoint {self.endpoint.target.url} is not ready before the "
+                                   f"fault (HTTP {r.status} {r.detail}): nothing to compare with")
+        if a.golden is not None:
+            doc = json.loads(a.golden.read_text())
+            self.golden = Golden(doc["inputs"], doc.get("outputs"))
+        if self.ctx.variant == "soft":
+            self._prove_versions()
+        else:
+            self._prove_backup()
+
+    def _prove_versions(self) -> None:
+        a = self.ctx.asset
+        if not self.store.versioning_enabled(a.bucket):
+            raise Inconclusive(f"no restore point: versioning is not enabled on bucket "
+                               f"{a.bucket}, so a delete would be permanent")
+        current = self.store.hash_objects(a.bucket, [(k, None) for k in self.keys])
+        self._require_match(current, "current versions in the store")
+        self.ctx.event("restorable.proven", source="bucket-versions", objects=len(self.keys))
+
+    def _prove_backup(self) -> None:
+        snap = self._newest_snapshot()
+        got: dict[str, tuple[str | None, int]] = {}
+        for key in self.keys:
+            with self.repo.dump(snap.id, self._backup_file(key)) as stream:
+                got[key] = sha256_stream(stream)
+        self._require_match(got, f"restic snapshot {snap.short_id}")
+        self.ctx.event("restorable.proven", source="restic", snapshot=snap.id,
+                       snapshot_utc=snap.time.isoformat())
+
+    def _require_match(self, got: dict[str, tuple[str | None, int]], what: str) -> None:
+        expected = self._expected()
+        bad = [k for k in self.keys if got.get(k, (None, 0))[0] != expected[k][0]]
+        if bad:
+            raise Inconclusive(f"no restorable copy: {len(bad)} object(s) in {what} do not match "
+                               f"the manifest (first: {bad[0]}); refusing to delete anything")
+
+    def baseline(self) -> None:
+        a = self.ctx.asset
+        ep = self.endpoint
+        if ep is not None and self.golden is not None:
+            self.baseline_outputs = ep.infer(self.golden.inputs)
+            if self.golden.outputs is not None and self.baseline_outputs != self.golden.outputs:
+                raise Inconclusive("the endpoint's outputs for the golden inputs already differ "
+                                   "from the golden file before the fault")
+            self.ctx.event("baseline.outputs", rows=len(self.baseline_outputs))
+        self.safety = SafetyCopy(self.store, a.bucket, a.prefix, self.ctx.inventory.safety_bucket,
+                                 self.ctx.drill_id)
+        copied = self.safety.take()
+        self.ctx.event("safety.copy.taken", versions=copied,
+                       location=f"s3://{self.safety.safety_bucket}/{self.safety.root}")
+
+    def inject(self) -> None:
+        a = self.ctx.asset
+        if self.ctx.variant == "soft":
+            for key in self.keys:
+                self.store.delete(a.bucket, key)
+        else:
+            wanted = set(self.keys)
+            for v in self.store.list_versions(a.bucket, a.prefix):
+                if v.key in wanted:
+                    self.store.delete(a.bucket, v.key, v.version_id)
+        self.ctx.event("fault.objects.deleted", objects=len(self.keys), variant=self.ctx.variant)
+
+    def detect(self) -> bool:
+        a = self.ctx.asset
+        return not self.store.exists(a.bucket, a.manifest_key) or any(
+            not self.store.exists(a.bucket, k) for k in self.keys)
+
+    # -- runbook ------------------------------------------------------------------------------
+
+    def runbook(self) -> list[RunbookStep]:
+        return [
+            RunbookStep("locate-restore-point", self.locate, "newest copy that predates the fault"),
+            RunbookStep("pull", self.pull, "bring every object back into the store"),
+            RunbookStep("verify-sha256", self.verify_sha256, "every object against the manifest"),
+            RunbookStep("redeploy", self.redeploy, "the serving node reloads from the store"),
+            RunbookStep("smoke-test", self.smoke_test, "golden inputs, outputs bit-identical"),
+            RunbookStep("mark-ready", self.mark_ready, "the endpoint takes traffic again"),
+        ]
+
+    def locate(self) -> None:
+        a = self.ctx.asset
+        if self.ctx.variant == "purge":
+            snap = self._newest_snapshot()
+            self.snapshot = snap
+            self.ctx.findings.restore_point = RestorePoint(
+                "restic-snapshot", snap.id, snap.time, self.repo.target.repository)
+            return
+        self.plan = {}
+        by_key: dict[str, list[ObjectVersion]] = {}
+        for v in self.store.list_versions(a.bucket, a.prefix):
+            by_key.setdefault(v.key, []).append(v)
+        for key in self.keys:
+            history = by_key.get(key, [])
+            markers: list[str] = []
+            for v in history:
+                if v.is_delete_marker:
+                    markers.append(v.version_id)
+                    continue
+                newer = sum(1 for h in history[:history.index(v)] if not h.is_delete_marker)
+                self.plan[key] = VersionPlan(key, v, tuple(markers), newer)
+                break
+            else:
+                raise StepFailed(f"no version of {key} left in bucket {a.bucket}")
+        self.set_version_restore_point(self.plan)
+
+    def set_version_restore_point(self, plan: dict[str, VersionPlan]) -> None:
+        """Record the restore point a version plan amounts to (also used by custom locators)."""
+        a = self.ctx.asset
+        manifest_version = plan[a.manifest_key].version
+        self.ctx.findings.restore_point = RestorePoint(
+            "bucket-version", manifest_version.version_id,
+            max(p.version.last_modified for p in plan.values()),
+            f"s3://{a.bucket}/{a.prefix}",
+            newer_versions_lost=sum(p.newer_versions for p in plan.values()))
+
+    def pull(self) -> None:
+        a = self.ctx.asset
+        if self.ctx.variant == "purge":
+            assert self.snapshot is not None
+            self.pulled = {}
+            for key in self.keys:
+                with self.repo.dump(self.snapshot.id, self._backup_file(key)) as stream:
+                    self.pulled[key] = self.store.upload_stream(a.bucket, key, stream)
+            return
+        for p in self.plan.values():
+            if p.newer_versions == 0:
+                # the chosen version is the newest real one: removing the markers above it
+                # restores history exactly as it was
+                for marker in p.markers_above:
+                    self.store.delete(a.bucket, p.key, marker)
+            else:
+                self.store.copy_version(a.bucket, p.key, p.version.version_id, a.bucket, p.key)
+
+    def verify_sha256(self) -> None:
+        a = self.ctx.asset
+        if self.ctx.variant == "purge":
+            # hashed while streaming in pull(): no second read
+            got: dict[str, tuple[str | None, int]] = {k: v for k, v in self.pulled.items()}
+        else:
+            got = self.store.hash_objects(a.bucket, [(k, None) for k in self.keys])
+        self._compare(got, "restored")
+
+    def _compare(self, got: dict[str, tuple[str | None, int]], what: str) -> None:
+        expected = self._expected()
+        bad = []
+        for key in self.keys:
+            if not self.ctx.integrity(key, expected[key][0], got.get(key, (None, 0))[0]):
+                bad.append(key)
+        if bad:
+            raise StepFailed(f"{len(bad)} of {len(self.keys)} {what} object(s) do not match the "
+                             f"manifest: {', '.join(bad[:3])}")
+
+    def redeploy(self) -> None:
+        ep = self.endpoint
+        if ep is None:
+            self.ctx.event("redeploy.skipped", reason="asset is not served by an endpoint")
+            return
+        ok, message = ep.load(timeout_s=self.ctx.inventory.step_timeout_s)
+        if not ok:
+            raise StepFailed(f"the node refused the restored weights: {message}")
+        r = ep.wait_ready(self.ctx.inventory.step_timeout_s)
+        if not r.ready:
+            raise StepFailed(f"the node did not become ready: HTTP {r.status} {r.detail}")
+
+    def _golden_matches(self) -> tuple[int, int]:
+        ep = self.endpoint
+        assert ep is not None and self.golden is not None and self.baseline_outputs is not None
+        got = ep.infer(self.golden.inputs)
+        same = sum(1 for x, y in zip(got, self.baseline_outputs, strict=False) if x == y)
+        return same, len(self.baseline_outputs)
+
+    def smoke_test(self) -> None:
+        if self.endpoint is None or self.baseline_outputs is None:
+            self.ctx.event("smoke.skipped", reason="no endpoint or no golden inputs")
+            return
+        same, total = self._golden_matches()
+        if same != total:
+            raise StepFailed(f"{total - same} of {total} golden outputs differ from the baseline")
+
+    def mark_ready(self) -> None:
+        ep = self.endpoint
+        if ep is None:
+            return
+        r = ep.readiness()
+        if not r.ready:
+            raise StepFailed(f"endpoint not ready: HTTP {r.status} {r.detail}")
+        self.ctx.event("traffic.ready", endpoint=ep.target.url)
+
+    # -- verify and revert ----------------------------------------------------------------------
+
+    def verify(self) -> None:
+        a = self.ctx.asset
+        got = self.store.hash_objects(a.bucket, [(k, None) for k in self.keys])
+        try:
+            self._compare(got, "stored")
+        except StepFailed as exc:
+            self.ctx.fail(f"integrity: {exc}")
+        if self.endpoint is None or self.baseline_outputs is None:
+            self.ctx.findings.smoke["golden"] = "not run: no endpoint or golden inputs"
+            return
+        same, total = self._golden_matches()
+        self.ctx.findings.smoke.update({"golden_inputs": total, "identical_outputs": same,
+                                        "endpoint": self.endpoint.target.url})
+        if same != total:
+            self.ctx.fail(f"golden outputs: {total - same} of {total} differ from the baseline")
+
+    def revert(self) -> None:
+        a = self.ctx.asset
+        if self.safety is None:
+            return
+        if not self.safety.matches():
+            self.ctx.progress("  store differs from how it was found: putting it back")
+            self.safety.restore()
+            self.ctx.event("revert.restored-from-safety-copy")
+        got = self.store.hash_objects(a.bucket, [(k, None) for k in self.keys])
+        bad = [k for k in self.keys if got[k][0] != self._expected()[k][0]]
+        if bad:
+            raise StepFailed(f"after revert {len(bad)} object(s) still differ from the manifest; "
+                             f"safety copy kept at s3://{self.safety.safety_bucket}/"
+                             f"{self.safety.root}")
+        ep = self.endpoint
+        if ep is not None and not (ep.readiness().ready and self._serves_baseline()):
+            ok, message = ep.load(timeout_s=self.ctx.inventory.step_timeout_s)
+            if not ok or not ep.wait_ready(self.ctx.inventory.step_timeout_s).ready:
+                raise StepFailed(f"the node did not come back after revert: {message}")
+        self.safety.discard()
+
+    def _serves_baseline(self) -> bool:
+        if self.baseline_outputs is None:
+            return True
+        same, total = self._golden_matches()
+        return same == total
