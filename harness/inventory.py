@@ -384,7 +384,8 @@ def _objectives(top: dict[str, Any], assets: dict[str, Asset],
     obj = r.mapping(r.req(top, "objectives", ()), ("objectives",))
     r.known(obj, ("objectives",), {"tiers", "assets"})
     tiers: dict[int, dict[str, float]] = {}
-    for key, spec in r.mapping(obj.get("tiers", {}), ("objectives", "tiers")).items():
+    raw_tiers: dict[Any, Any] = r.mapping(obj.get("tiers", {}), ("objectives", "tiers"))
+    for key, spec in raw_tiers.items():
         p: Path_ = ("objectives", "tiers", str(key))
         if key not in (1, 2, 3):
             raise r.fail(p, "tier must be 1, 2 or 3")

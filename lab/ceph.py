@@ -144,7 +144,7 @@ def _cmdline(pid: int) -> list[str]:
 def _matches(argv: list[str], daemon: _Daemon, conf: Path) -> bool:
     if not argv or os.path.basename(argv[0]) != daemon.binary:
         return False
-    if str(conf) not in argv:
+    if str(conf) not in argv or "--mkfs" in argv:
         return False
     n = len(daemon.ident)
     return any(tuple(argv[i : i + n]) == daemon.ident for i in range(len(argv) - n + 1))
@@ -178,7 +178,7 @@ def _asok_command(path: Path, prefix: str, timeout: float = 5.0) -> dict[str, ob
         payload = _recv_exact(sock, length)
     decoded = json.loads(payload.decode("utf-8", "replace"))
     if not isinstance(decoded, dict):
-        raise ValueError(f"unexpected admin socket answer: {decoded!r}")
+        raise TypeError(f"unexpected admin socket answer: {decoded!r}")
     return decoded
 
 
@@ -456,14 +456,14 @@ class CephCluster:
     def _mon_state(self) -> str | None:
         try:
             state = _asok_command(self._asok(_MON), "mon_status").get("state")
-        except (OSError, ValueError):
+        except (OSError, ValueError, TypeError):
             return None
         return str(state) if state is not None else None
 
     def _osd_state(self) -> str | None:
         try:
             state = _asok_command(self._asok(_OSD), "status").get("state")
-        except (OSError, ValueError):
+        except (OSError, ValueError, TypeError):
             return None
         return str(state) if state is not None else None
 
@@ -676,6 +676,8 @@ class CephCluster:
 
     def start_rgw(self) -> None:
         """Start the gateway again (mon and OSD must be running); wait until S3 answers."""
+        if not self.conf_path.exists():
+            raise CephError(f"no cluster in {self.root}; call up() first")
         with self._locked():
             for d in (_MON, _OSD):
                 if self._find_pid(d) is None:

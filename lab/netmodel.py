@@ -421,9 +421,10 @@ def generate_model(
     numpy version. At most one shard of tensors is in memory at a time.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob("model-*-of-*.safetensors"):
-        # Leftover shards of a previous run would be picked up by load_weights.
-        stale.unlink()
+    # Leftover shards of a previous run would be picked up by load_weights, and
+    # a leftover golden file would describe the previous weights.
+    for stale in [*out_dir.glob("model-*-of-*.safetensors"), out_dir / GOLDEN_NAME]:
+        stale.unlink(missing_ok=True)
     hidden, n_hidden = plan_architecture(size_bytes, shard_bytes, input_dim, output_dim)
     config = build_config(
         name=name,
@@ -600,9 +601,7 @@ def forward(
     return np.stack(rows).astype(np.float32, copy=False)
 
 
-def write_golden(
-    out_dir: Path, config: ModelConfig, weights_dir: Path, *, count: int = 8
-) -> Path:
+def write_golden(out_dir: Path, config: ModelConfig, weights_dir: Path, *, count: int = 8) -> Path:
     """Write ``golden.json`` = {"inputs", "outputs"} computed with :func:`forward`.
 
     Weights are read from the shards in ``weights_dir`` one layer at a time.

@@ -59,6 +59,7 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 STATE_LOADING = "loading"
 STATE_READY = "ready"
@@ -115,8 +116,7 @@ class FileCheck:
         if not self.size_ok:
             return f"{self.path}: size {self.actual_size} != {self.expected_size}"
         return (
-            f"{self.path}: sha256 {self.actual_sha256[:12]} != expected "
-            f"{self.expected_sha256[:12]}"
+            f"{self.path}: sha256 {self.actual_sha256[:12]} != expected {self.expected_sha256[:12]}"
         )
 
 
@@ -133,13 +133,19 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(response, Mapping):
         err = response.get("Error")
         if isinstance(err, Mapping) and err.get("Code"):
-            return f"{err.get('Code')}: {exc}"
+            message = err.get("Message")
+            return f"{err['Code']}: {message}" if message else str(err["Code"])
     return f"{type(exc).__name__}: {exc}"
 
 
 def _pull_one(
-    s3_client: S3Like, bucket: str, prefix: str, dest: Path, expected_path: str,
-    expected_sha256: str, expected_size: int,
+    s3_client: S3Like,
+    bucket: str,
+    prefix: str,
+    dest: Path,
+    expected_path: str,
+    expected_sha256: str,
+    expected_size: int,
 ) -> FileCheck:
     def failed(error: str) -> FileCheck:
         return FileCheck(
@@ -207,8 +213,7 @@ def pull_verified(
     """
     dest.mkdir(parents=True, exist_ok=True)
     return [
-        _pull_one(s3_client, bucket, prefix, dest, f.path, f.sha256, f.size)
-        for f in manifest.files
+        _pull_one(s3_client, bucket, prefix, dest, f.path, f.sha256, f.size) for f in manifest.files
     ]
 
 
@@ -420,6 +425,7 @@ class NodeService:
             close = getattr(body, "close", None)
             if callable(close):
                 close()
+        # Missing key, bad credentials, unreachable store: all mean "not loadable".
         except Exception as exc:
             raise _LoadFailed(
                 f"cannot fetch s3://{self.bucket}/{key}: {describe_error(exc)}"
@@ -617,7 +623,12 @@ class NodeService:
             return 503, {"error": "model not ready", **self._not_ready_body()}
         request = _parse_json_object(body)
         batch = _parse_infer_inputs(request, model.config.input_dim)
-        outputs = forward(model.weights, model.config, batch)
+        # Huge-but-finite inputs can overflow inside the first matmul; that is the
+        # caller's problem (400), not a server warning or a NaN in the JSON.
+        with np.errstate(over="ignore", invalid="ignore"):
+            outputs = forward(model.weights, model.config, batch)
+        if not np.isfinite(outputs).all():
+            raise _BadRequest("input values overflow the model (non-finite output)")
         response: dict[str, Any] = {
             "model_name": self.model_name,
             "model_version": model.version,
@@ -678,11 +689,9 @@ def _parse_infer_inputs(request: Mapping[str, Any], input_dim: int) -> FloatArra
     _flatten_numbers(tensor.get("data"), flat)
     if len(flat) != shape[0] * shape[1]:
         raise _BadRequest(f"data has {len(flat)} values, shape {shape} needs {shape[0] * shape[1]}")
-    if not all(math.isfinite(v) for v in flat):
-        raise _BadRequest("data must be finite")
+    if not all(math.isfinite(v) and abs(v) <= _FLOAT32_MAX for v in flat):
+        raise _BadRequest("data must be finite and within float32 range")
     arr: FloatArray = np.array(flat, dtype=np.float32).reshape(shape[0], shape[1])
-    if not np.isfinite(arr).all():
-        raise _BadRequest("data overflows float32")
     return arr
 
 
@@ -774,6 +783,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s lab.node %(message)s",
     )
+    # boto's INFO chatter ("Found credentials ...") is not a node state change.
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.cache_dir is not None:
         cache_dir, owned = Path(args.cache_dir), False
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -808,7 +820,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serving.start()
     log.info(
         "model=%s listening on http://%s:%d store=%s bucket=%s prefix=%s",
-        args.model_name, args.host, server.port, args.endpoint, args.bucket, args.prefix,
+        args.model_name,
+        args.host,
+        server.port,
+        args.endpoint,
+        args.bucket,
+        args.prefix,
     )
     service.start()
     # Short waits keep the main thread responsive to signals.

@@ -39,7 +39,7 @@ from harness.inventory import ResticTarget, S3Target, Secret
 from harness.targets.restic import ResticRepo, Snapshot
 from harness.targets.s3 import S3Store
 from lab.ceph import CephCluster, DaemonState
-from lab.netmodel import generate_model, write_golden
+from lab.netmodel import ModelConfig, generate_model, write_golden
 
 Progress = Callable[[str], None]
 
@@ -183,7 +183,7 @@ class Lab:
                 "Resource": [f"arn:aws:s3:::{MODELS_BUCKET}", f"arn:aws:s3:::{MODELS_BUCKET}/*"],
             }],
         }
-        client: Any = store._client  # noqa: SLF001 - lab set-up, not a drill path
+        client: Any = store._client
         client.put_bucket_policy(Bucket=MODELS_BUCKET, Policy=json.dumps(policy))
 
     def _ensure_model(self, store: S3Store, progress: Progress) -> None:
@@ -203,7 +203,8 @@ class Lab:
             generate_model(directory, name=MODEL_NAME, seed=seed, size_bytes=size,
                            shard_bytes=max(MiB, size // 4))
             self._upload_dir(store, directory, prefix)
-        write_golden(self.asset_dir, seed=2, count=8)
+        write_golden(self.asset_dir, ModelConfig.load(self.asset_dir / "config.json"),
+                     self.asset_dir, count=8)
         shutil.rmtree(older)
 
     @staticmethod
@@ -229,7 +230,7 @@ class Lab:
             dest.parent.mkdir(parents=True, exist_ok=True)
             body = store.open(MODELS_BUCKET, key)
             with dest.open("wb") as fh:
-                shutil.copyfileobj(body, fh, 8 * MiB)  # type: ignore[misc]
+                shutil.copyfileobj(body, fh, 8 * MiB)
         snap = self.restic().backup([self.stage_dir], tags=["drillbook-lab", MODEL_NAME],
                                     host="drillbook-lab")
         progress(f"lab: restic snapshot {snap.short_id} at {snap.time.isoformat()}")
@@ -256,6 +257,7 @@ class Lab:
         return pid
 
     def _ensure_node(self, progress: Progress) -> None:
+        proc: subprocess.Popen[bytes] | None = None
         if self.node_pid() is None:
             progress(f"lab: starting the inference node on {self.node_url}")
             log = self.root / "log" / "node.log"
@@ -279,7 +281,9 @@ class Lab:
                 return
             if state.startswith("failed"):
                 raise LabError(f"inference node failed to load: {state}")
-            if self.node_pid() is None:
+            # the child's cmdline names lab.node only after exec: ask Popen, not /proc
+            exited = proc.poll() is not None if proc is not None else self.node_pid() is None
+            if exited:
                 raise LabError(f"inference node exited; see {self.root / 'log' / 'node.log'}")
             time.sleep(0.2)
         raise LabError("inference node not ready after 120 s")

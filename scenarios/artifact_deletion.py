@@ -15,8 +15,9 @@ outputs bit-identical to the baseline.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import IO, ClassVar
 
 from harness.errors import Inconclusive, StepFailed
 from harness.guards import SafetyCopy
@@ -88,10 +89,17 @@ class ArtifactDeletion(Scenario):
         out[a.manifest_key] = (self.manifest.raw_sha256, -1)
         return out
 
-    def _backup_file(self, key: str) -> str:
+    def _backup_files(self, snap: Snapshot) -> Iterator[tuple[str, IO[bytes]]]:
+        """(store key, stream) for each file of the blast radius in a snapshot, from one restic
+        process; a file the snapshot lacks is simply not yielded."""
         a = self.ctx.asset
         assert a.backup_path is not None
-        return a.backup_path.rstrip("/") + "/" + key[len(a.prefix):]
+        wanted = set(self.keys)
+        with self.repo.dump_tree(snap.id, a.backup_path) as files:
+            for rel, stream in files:
+                key = a.prefix + rel
+                if key in wanted:
+                    yield key, stream
 
     def _newest_snapshot(self) -> Snapshot:
         a = self.ctx.asset
@@ -138,9 +146,8 @@ class ArtifactDeletion(Scenario):
     def _prove_backup(self) -> None:
         snap = self._newest_snapshot()
         got: dict[str, tuple[str | None, int]] = {}
-        for key in self.keys:
-            with self.repo.dump(snap.id, self._backup_file(key)) as stream:
-                got[key] = sha256_stream(stream)
+        for key, stream in self._backup_files(snap):
+            got[key] = sha256_stream(stream)
         self._require_match(got, f"restic snapshot {snap.short_id}")
         self.ctx.event("restorable.proven", source="restic", snapshot=snap.id,
                        snapshot_utc=snap.time.isoformat())
@@ -237,9 +244,8 @@ class ArtifactDeletion(Scenario):
         if self.ctx.variant == "purge":
             assert self.snapshot is not None
             self.pulled = {}
-            for key in self.keys:
-                with self.repo.dump(self.snapshot.id, self._backup_file(key)) as stream:
-                    self.pulled[key] = self.store.upload_stream(a.bucket, key, stream)
+            for key, stream in self._backup_files(self.snapshot):
+                self.pulled[key] = self.store.upload_stream(a.bucket, key, stream)
             return
         for p in self.plan.values():
             if p.newer_versions == 0:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,7 +18,7 @@ from harness.model import (
     rto_breakdown,
 )
 
-T0 = datetime(2026, 11, 25, 6, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 6, 0, 0, tzinfo=UTC)
 
 
 def ev(seq: int, name: str, mono: float, utc: datetime | None = None) -> Event:

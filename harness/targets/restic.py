@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -134,6 +135,30 @@ class ResticRepo:
             raise TargetUnreachable(f"restic dump {snapshot_id} {path} failed (exit {rc}): "
                                     f"{_last_lines(err)}")
 
+    @contextmanager
+    def dump_tree(self, snapshot_id: str, path: str) -> Iterator[Iterator[tuple[str, IO[bytes]]]]:
+        """Stream every file under a directory of a snapshot with ONE restic process (restic
+        dumps a directory as a tar stream). Yields an iterator of (path relative to ``path``,
+        stream); each stream must be consumed before the next is taken."""
+        with self.dump(snapshot_id, path) as raw:
+            archive = tarfile.open(fileobj=raw, mode="r|")
+
+            def members() -> Iterator[tuple[str, IO[bytes]]]:
+                prefix = path.strip("/") + "/"
+                for member in archive:
+                    if not member.isfile():
+                        continue
+                    name = member.name.lstrip("/")
+                    rel = name[len(prefix):] if name.startswith(prefix) else name
+                    stream = archive.extractfile(member)
+                    if stream is not None:
+                        yield rel, stream
+
+            try:
+                yield members()
+            finally:
+                archive.close()
+
     def backup(self, paths: list[Path], *, tags: list[str], host: str) -> Snapshot:
         args = ["backup", "--json", "--host", host]
         for t in tags:
@@ -150,7 +175,7 @@ class ResticRepo:
         if not snap_id:
             raise TargetUnreachable("restic backup printed no snapshot id")
         for s in self.snapshots():
-            if s.id == snap_id:
+            if s.id.startswith(snap_id):  # restic 0.14 prints the short id in its summary
                 return s
         raise TargetUnreachable(f"restic backup made snapshot {snap_id}, but it is not listed")
 

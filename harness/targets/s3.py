@@ -99,7 +99,7 @@ class S3Store:
 
     def versioning_enabled(self, bucket: str) -> bool:
         r = self._call("get versioning", lambda: self._client.get_bucket_versioning(Bucket=bucket))
-        return r.get("Status") == "Enabled"
+        return bool(r.get("Status") == "Enabled")
 
     def list_versions(self, bucket: str, prefix: str) -> list[ObjectVersion]:
         """Every version and delete marker under prefix, newest first per key."""
