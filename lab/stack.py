@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -257,23 +258,19 @@ class Lab:
         return pid
 
     def _ensure_node(self, progress: Progress) -> None:
-        proc: subprocess.Popen[bytes] | None = None
         if self.node_pid() is None:
             progress(f"lab: starting the inference node on {self.node_url}")
-            log = self.root / "log" / "node.log"
-            log.parent.mkdir(parents=True, exist_ok=True)
-            self.node_pid_file.parent.mkdir(parents=True, exist_ok=True)
             env = dict(os.environ, AWS_ACCESS_KEY_ID=self.state.operator_key,
                        AWS_SECRET_ACCESS_KEY=self.state.operator_secret)
-            with log.open("ab") as fh:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "lab.node", "--endpoint", self.ceph.endpoint,
-                     "--bucket", MODELS_BUCKET, "--prefix", f"{MODEL_NAME}/",
-                     "--model-name", MODEL_NAME, "--port", str(self.state.node_port),
-                     "--region", REGION, "--cache-dir", str(self.root / "node-cache")],
-                    stdout=fh, stderr=fh, stdin=subprocess.DEVNULL, env=env,
-                    start_new_session=True, cwd=str(Path(__file__).resolve().parent.parent))
-            self.node_pid_file.write_text(str(proc.pid))
+            pid = spawn_detached(
+                [sys.executable, "-m", "lab.node", "--endpoint", self.ceph.endpoint,
+                 "--bucket", MODELS_BUCKET, "--prefix", f"{MODEL_NAME}/",
+                 "--model-name", MODEL_NAME, "--port", str(self.state.node_port),
+                 "--region", REGION, "--cache-dir", str(self.root / "node-cache")],
+                log=self.root / "log" / "node.log", env=env,
+                cwd=Path(__file__).resolve().parent.parent)
+            self.node_pid_file.parent.mkdir(parents=True, exist_ok=True)
+            self.node_pid_file.write_text(str(pid))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             state = self.node_readiness()
@@ -281,9 +278,7 @@ class Lab:
                 return
             if state.startswith("failed"):
                 raise LabError(f"inference node failed to load: {state}")
-            # the child's cmdline names lab.node only after exec: ask Popen, not /proc
-            exited = proc.poll() is not None if proc is not None else self.node_pid() is None
-            if exited:
+            if self.node_pid() is None:
                 raise LabError(f"inference node exited; see {self.root / 'log' / 'node.log'}")
             time.sleep(0.2)
         raise LabError("inference node not ready after 120 s")
@@ -305,12 +300,15 @@ class Lab:
         pid = self.node_pid()
         if pid is None:
             return
-        os.killpg(pid, signal.SIGTERM)
-        for _ in range(50):
-            if self.node_pid() is None:
-                return
-            time.sleep(0.1)
-        os.killpg(pid, signal.SIGKILL)
+        try:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                if self.node_pid() is None:
+                    return
+                time.sleep(0.1)
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # it exited between the check and the signal
 
     # -- inventory, status, down --------------------------------------------------------------
 
@@ -375,11 +373,29 @@ class Lab:
             "DRILLBOOK_INFERENCE_URL": self.node_url,
             "RESTIC_REPOSITORY": self.restic_repository,
         }
-        return "\n".join(f"export {k}={_shell_quote(v)}" for k, v in lines.items())
+        return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in lines.items())
 
 
-def _shell_quote(v: str) -> str:
-    return "'" + v.replace("'", "'\"'\"'") + "'"
+def spawn_detached(argv: list[str], *, log: Path, env: dict[str, str], cwd: Path) -> int:
+    """Start a long-lived lab process that outlives this one (its own session, reparented to
+    init), and return its pid once it has exec'd. A shell forks it and exits at once, so no
+    Popen object is left waiting on a child that is meant to keep running."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    script = 'exec "$@" >>' + shlex.quote(str(log)) + ' 2>&1 </dev/null & echo $!'
+    out = subprocess.run(["/bin/sh", "-c", script, "sh", *argv], env=env, cwd=cwd,
+                         capture_output=True, text=True, check=True, start_new_session=True)
+    pid = int(out.stdout.strip())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/exe").resolve() != Path("/bin/sh").resolve():
+                break
+        except OSError:
+            break
+        time.sleep(0.01)
+    return pid
+
+
 
 
 def require_reachable(store: S3Store) -> None:
