@@ -33,6 +33,8 @@ class Findings:
     restore_point: RestorePoint | None = None
     smoke: dict[str, Scalar] = field(default_factory=dict)
     reverted: bool = False
+    #: scenario-specific evidence (load timelines, loss accounting, ...), each a JSON object
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Adapters:

@@ -215,6 +215,7 @@ class Evidence:
     reverted: bool
     inventory: str
     versions: dict[str, str]
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -240,6 +241,7 @@ class Evidence:
             "reverted": self.reverted,
             "inventory": self.inventory,
             "versions": dict(self.versions),
+            "sections": dict(self.sections),
         }
 
     def replace(self, **changes: Any) -> Evidence:

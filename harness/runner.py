@@ -238,6 +238,7 @@ def build_evidence(ctx: DrillContext, req: DrillRequest, started: datetime) -> E
         restore_point=point, smoke=dict(ctx.findings.smoke),
         rto_breakdown=rto_breakdown(events, ctx.journal.steps), reverted=ctx.findings.reverted,
         inventory=str(ctx.inventory.path), versions=_versions(),
+        sections=dict(ctx.findings.sections),
     )
 
 

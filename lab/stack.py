@@ -40,6 +40,7 @@ from harness.inventory import ResticTarget, S3Target, Secret
 from harness.targets.restic import ResticRepo, Snapshot
 from harness.targets.s3 import S3Store
 from lab.ceph import CephCluster, DaemonState
+from lab.components import LabComponent, components
 from lab.netmodel import ModelConfig, generate_model, write_golden
 
 Progress = Callable[[str], None]
@@ -91,6 +92,7 @@ class Lab:
         else:
             self.state = LabState(free_port(), free_port(), free_port(), model_size)
         self.ceph = CephCluster(self.root / "ceph", self.state.mon_port, self.state.rgw_port)
+        self.components: list[LabComponent] = components()
 
     # -- paths and targets -------------------------------------------------------------------
 
@@ -170,6 +172,8 @@ class Lab:
         if not repo.snapshots(path=str(self.stage_dir)):
             self.backup(progress)
         self._ensure_node(progress)
+        for component in self.components:
+            component.up(self, progress)
         self.write_inventory()
         progress(f"lab: up in {time.monotonic() - t0:.1f} s; inventory {self.inventory_path}")
 
@@ -314,7 +318,7 @@ class Lab:
 
     def write_inventory(self) -> Path:
         s = self.state
-        doc = {
+        doc: dict[str, Any] = {
             "version": 1,
             "site": "drillbook-lab",
             "targets": {
@@ -340,6 +344,8 @@ class Lab:
             "guards": {"safety_bucket": SAFETY_BUCKET},
             "probe": {"interval_s": 0.2, "detect_timeout_s": 30, "step_timeout_s": 300},
         }
+        for component in self.components:
+            component.contribute(self, doc)
         header = ("# Written by `drillbook lab up`; holds the lab's own keys (loopback only).\n"
                   "# A real site's inventory should use *_env keys instead of literal secrets.\n")
         self.inventory_path.write_text(header + yaml.safe_dump(doc, sort_keys=False))
@@ -351,13 +357,19 @@ class Lab:
         pid = self.node_pid()
         parts.append(DaemonState("inference-node", pid, pid is not None,
                                  f"{self.node_url} {self.node_readiness()}"))
+        for component in self.components:
+            parts.extend(component.status(self))
         return parts
 
     def down(self) -> None:
+        for component in reversed(self.components):
+            component.down(self)
         self.stop_node()
         self.ceph.down()
 
     def destroy(self) -> None:
+        for component in reversed(self.components):
+            component.down(self)
         self.stop_node()
         self.ceph.destroy()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -140,24 +140,19 @@ class ResticRepo:
         """Stream every file under a directory of a snapshot with ONE restic process (restic
         dumps a directory as a tar stream). Yields an iterator of (path relative to ``path``,
         stream); each stream must be consumed before the next is taken."""
-        with self.dump(snapshot_id, path) as raw:
-            archive = tarfile.open(fileobj=raw, mode="r|")
+        with self.dump(snapshot_id, path) as raw, tarfile.open(fileobj=raw, mode="r|") as archive:
 
             def members() -> Iterator[tuple[str, IO[bytes]]]:
                 prefix = path.strip("/") + "/"
                 for member in archive:
                     if not member.isfile():
                         continue
-                    name = member.name.lstrip("/")
-                    rel = name[len(prefix):] if name.startswith(prefix) else name
+                    rel = member.name.lstrip("/").removeprefix(prefix)
                     stream = archive.extractfile(member)
                     if stream is not None:
                         yield rel, stream
 
-            try:
-                yield members()
-            finally:
-                archive.close()
+            yield members()
 
     def backup(self, paths: list[Path], *, tags: list[str], host: str) -> Snapshot:
         args = ["backup", "--json", "--host", host]

@@ -1,0 +1,39 @@
+"""Optional parts of the lab beyond the core (store, backups, one node).
+
+A component brings up its own processes after the core is up, stops them before the core stops,
+reports its parts in ``lab status``, and adds its targets and assets to the lab's inventory.
+Register a new one by adding its factory to :data:`COMPONENTS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from lab.ceph import DaemonState
+    from lab.stack import Lab
+
+Progress = Callable[[str], None]
+
+
+class LabComponent(Protocol):
+    name: str
+
+    def up(self, lab: Lab, progress: Progress) -> None: ...
+
+    def down(self, lab: Lab) -> None: ...
+
+    def status(self, lab: Lab) -> list[DaemonState]: ...
+
+    def contribute(self, lab: Lab, inventory: dict[str, Any]) -> None:
+        """Add targets, assets and objectives to the inventory document being written."""
+        ...
+
+
+#: Factories of the components `lab up` starts, in order.
+COMPONENTS: list[Callable[[], LabComponent]] = []
+
+
+def components() -> list[LabComponent]:
+    return [factory() for factory in COMPONENTS]
