@@ -325,12 +325,15 @@ class Run:
 
     def finish(self, stop_at: float, reason: str) -> None:
         """Stop the users, gather every bucket (workers' final ones too) and write the rest."""
-        self.runner.stop()
         if isinstance(self.runner, MasterRunner):
+            # not master.stop(): it polls its workers' user counts once a second; our flush
+            # message makes each worker stop its users and send its last buckets at once
             self.runner.send_message(FLUSH_MSG, {"at": stop_at})
             t_end = time.monotonic() + MERGE_GRACE_S
             while len(self.finals) < self.workers and time.monotonic() < t_end:
                 gevent.sleep(0.05)
+        else:
+            self.runner.stop()
         self._collect(math.inf)
         last_full = math.floor(stop_at)
         self.emit_ready(math.inf, last_full)
