@@ -92,7 +92,7 @@ class LoadProfile:
 class SecondSample:
     """Requests that completed in one UTC second (``span_s`` < 1 only for a run's cut-off last
     second). Percentiles are this second's own, over answered requests; None when none answered.
-    ``histogram`` is (latency ms to 3 significant digits, count) pairs, for exact merging."""
+    ``histogram`` is (latency ms to 3 significant digits, count) pairs, for merging windows."""
 
     utc: datetime
     requests: int
@@ -102,6 +102,7 @@ class SecondSample:
     p99_ms: float | None
     span_s: float = 1.0
     histogram: tuple[tuple[float, int], ...] = field(default=(), repr=False)
+    errors: tuple[tuple[str, int], ...] = ()  # (failure reason, count): refused, timed out, HTTP
 
     @property
     def end(self) -> datetime:
@@ -234,6 +235,15 @@ def summarize(samples: list[SecondSample]) -> dict[str, float | int | None]:
     return out
 
 
+def failure_reasons(samples: list[SecondSample]) -> dict[str, int]:
+    """Why requests failed over a window (reason -> count), most frequent first."""
+    out: dict[str, int] = {}
+    for s in samples:
+        for reason, n in s.errors:
+            out[reason] = out.get(reason, 0) + n
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def availability_timeline(samples: list[SecondSample], t0: datetime) -> list[dict[str, Any]]:
     """One JSON-ready row per second for the evidence: seconds since ``t0`` (negative before the
     fault), counts, error rate, throughput and this second's percentiles."""
@@ -250,6 +260,7 @@ def availability_timeline(samples: list[SecondSample], t0: datetime) -> list[dic
             "p50_ms": s.p50_ms,
             "p95_ms": s.p95_ms,
             "p99_ms": s.p99_ms,
+            "errors": dict(s.errors),
         })
     return rows
 
@@ -271,6 +282,7 @@ def _sample_from_line(obj: dict[str, Any]) -> SecondSample:
         p50_ms=obj["p50_ms"], p95_ms=obj["p95_ms"], p99_ms=obj["p99_ms"],
         span_s=float(obj["span_s"]),
         histogram=tuple((float(ms), int(n)) for ms, n in obj.get("histogram", [])),
+        errors=tuple(sorted((str(k), int(v)) for k, v in obj.get("errors", {}).items())),
     )
 
 
@@ -300,6 +312,9 @@ class LoadRun:
         self.error: str | None = None
         self.unwritten_requests = 0
         self.unwritten_failures = 0
+        # requests that completed outside every written second (after the planned end, or a
+        # distributed worker's report that came after its second was written)
+        self.unwritten_errors: dict[str, int] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -365,6 +380,8 @@ class LoadRun:
                     self.end_reason = str(obj.get("reason"))
                     self.unwritten_requests = int(obj.get("unwritten_requests", 0))
                     self.unwritten_failures = int(obj.get("unwritten_failures", 0))
+                    self.unwritten_errors = {str(k): int(v) for k, v in
+                                             obj.get("unwritten_errors", {}).items()}
                 elif kind == "error":
                     self.error = str(obj.get("message"))
         finally:

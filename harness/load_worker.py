@@ -66,18 +66,35 @@ class Bucket:
     requests: int = 0
     failures: int = 0
     latencies_ms: list[float] = field(default_factory=list)  # answered requests only
+    errors: dict[str, int] = field(default_factory=dict)  # failure reason -> count
 
     def merge(self, other: "Bucket") -> None:
         self.requests += other.requests
         self.failures += other.failures
         self.latencies_ms.extend(other.latencies_ms)
+        for reason, n in other.errors.items():
+            self.errors[reason] = self.errors.get(reason, 0) + n
 
     def to_wire(self) -> list[Any]:
-        return [self.requests, self.failures, [round(x, 3) for x in self.latencies_ms]]
+        return [self.requests, self.failures, [round(x, 3) for x in self.latencies_ms],
+                self.errors]
 
     @classmethod
     def from_wire(cls, raw: list[Any]) -> "Bucket":
-        return cls(int(raw[0]), int(raw[1]), [float(x) for x in raw[2]])
+        return cls(int(raw[0]), int(raw[1]), [float(x) for x in raw[2]],
+                   {str(k): int(v) for k, v in raw[3].items()})
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A short, stable name for why a request failed: refused and timed out stay apart."""
+    # geventhttpclient wraps the socket error (refused, timed out) in RetriesExceeded
+    inner = getattr(exc, "original", None)
+    if isinstance(inner, BaseException):
+        exc = inner
+    text = str(exc) or type(exc).__name__
+    if type(exc).__name__ not in ("CatchResponseError",):
+        text = f"{type(exc).__name__}: {text}"
+    return text[:120]
 
 
 def percentile(ordered: list[float], q: float) -> float | None:
@@ -116,6 +133,7 @@ def second_line(second: int, bucket: Bucket, span_s: float) -> dict[str, Any]:
         "p95_ms": r(percentile(ordered, 0.95)),
         "p99_ms": r(percentile(ordered, 0.99)),
         "histogram": [[k, n] for k, n in sorted(hist.items())],
+        "errors": bucket.errors,
     }
 
 
@@ -205,6 +223,8 @@ class Recorder:
         b.requests += 1
         if exception is not None:
             b.failures += 1
+            reason = failure_reason(exception)
+            b.errors[reason] = b.errors.get(reason, 0) + 1
         else:
             b.latencies_ms.append(float(response_time))
 
@@ -349,6 +369,7 @@ class Run:
         missing = sorted(set(self.upto) - self.finals) if self.workers else []
         self.out.write({"type": "end", "reason": reason, "unwritten_requests": self.late.requests,
                         "unwritten_failures": self.late.failures,
+                        "unwritten_errors": self.late.errors,
                         "workers_without_final": len(missing)})
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from harness.load import (
     SecondSample,
     availability_timeline,
     baseline_rps,
+    failure_reasons,
     recovered_at,
     slo_holds,
     summarize,
@@ -44,7 +45,7 @@ def test_a_good_second_holds() -> None:
     (sec(0, requests=100, failures=2), "error rate 2% > 1%"),
     (sec(0, p95=501.0), "p95 over 500 ms"),
     (sec(0, requests=79), "throughput 79/s < 80/s"),
-    (sec(0, requests=81, failures=1), "goodput 80/s ok but... error rate 1.2% > 1%"),
+    (sec(0, requests=81, failures=1), "goodput 80/s is enough, but error rate 1.2% > 1%"),
     (sec(0, requests=0, p95=None), "silence is not service"),
     (sec(0, requests=50, failures=50, p95=None), "all failed"),
     (sec(0, requests=40, span=0.5, failures=0, p95=600.0), "partial second, slow"),
@@ -174,3 +175,12 @@ def test_the_harness_process_never_imports_locust_or_gevent() -> None:
             "print(bad)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_failure_reasons_add_up_across_seconds_most_frequent_first() -> None:
+    a = SecondSample(T, 10, 4, None, None, None, errors=(("refused", 3), ("HTTP 503", 1)))
+    b = SecondSample(T + timedelta(seconds=1), 5, 5, None, None, None,
+                     errors=(("timed out", 4), ("HTTP 503", 1)))
+    assert list(failure_reasons([a, b]).items()) == [("timed out", 4), ("refused", 3),
+                                                      ("HTTP 503", 2)]
+    assert availability_timeline([a], T)[0]["errors"] == {"refused": 3, "HTTP 503": 1}

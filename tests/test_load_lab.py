@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.load import LoadProfile, LoadRun, SecondSample, summarize
+from harness.load import LoadProfile, LoadRun, SecondSample, failure_reasons, summarize
 from lab.stack import MODEL_NAME, Lab, free_port
 
 pytestmark = pytest.mark.lab
@@ -107,8 +108,28 @@ def test_a_closed_port_gives_failures_not_a_crash(lab: Lab, tmp_path: Path) -> N
     assert len(samples) == 3
     assert all(s.requests > 0 and s.failures == s.requests for s in samples), samples
     assert all(s.p95_ms is None for s in samples)
+    assert failure_reasons(samples) == {
+        "ConnectionRefusedError: [Errno 111] Connection refused": sum(s.failures for s in samples)}
     # users pause after a failure instead of spinning: 4 users, 0.1 s pause, at most ~40/s
     assert all(s.requests <= 60 for s in samples), samples
+
+
+def test_an_endpoint_that_never_answers_gives_timeouts(lab: Lab, tmp_path: Path) -> None:
+    # a listening socket nobody accepts from: connections complete, answers never come (what a
+    # SIGSTOPped node looks like from outside)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with LoadRun(profile(lab, url=url, duration_s=3.0, request_timeout_s=0.5),
+                     log_dir=tmp_path) as run:
+            samples = run.wait(timeout_s=15)
+    assert run.end_reason == "duration" and len(samples) == 3
+    reasons = failure_reasons(samples)
+    assert list(reasons) == ["TimeoutError: timed out"], reasons
+    # 4 users, 0.5 s timeout + 0.1 s pause: about 6-7 failures a second, never an answer
+    assert all(s.answered == 0 for s in samples)
+    assert 10 <= sum(s.failures for s in samples) <= 30, samples
 
 
 def test_distributed_mode_merges_workers_into_one_stream(lab: Lab, tmp_path: Path) -> None:
