@@ -213,10 +213,19 @@ def main(argv: list[str] | None = None) -> int:
             if f.reasons:
                 top = ", ".join(f"{k} x{n}" for k, n in list(f.reasons.items())[:3])
                 print(f"failures, {f.name}: {top}")
-        limit = max(f.cpu_cores for f in figures)
-        if limit < 0.8:
-            print("the generator stayed below 0.8 of a core per run: at these settings the "
-                  "endpoint, not the load generator, is the limit")
+        cpus = os.cpu_count() or 1
+        busiest = max(f.load_avg for f in [*figures, base])
+        if busiest > cpus:
+            print(f"the machine was busy (load average up to {busiest:.1f} on {cpus} CPUs): "
+                  f"these figures are lower bounds, and this run cannot tell whether the endpoint "
+                  f"or the generator was the limit")
+        elif figures[0].cpu_cores < 0.8:
+            print("the one-process generator stayed below 0.8 of a core while the machine had "
+                  "CPU to spare: at these settings the endpoint, not the load generator, is "
+                  "the limit")
+        else:
+            print("the one-process generator used most of a core: it may be the limit; compare "
+                  "with the baseline and the distributed figure")
     finally:
         if own:
             lab.destroy()
