@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from harness.load import (
     SLO,
     LoadError,
     LoadProfile,
+    LoadRun,
     SecondSample,
     availability_timeline,
     baseline_rps,
@@ -184,3 +186,15 @@ def test_failure_reasons_add_up_across_seconds_most_frequent_first() -> None:
     assert list(failure_reasons([a, b]).items()) == [("timed out", 4), ("refused", 3),
                                                       ("HTTP 503", 2)]
     assert availability_timeline([a], T)[0]["errors"] == {"refused": 3, "HTTP 503": 1}
+
+
+def test_a_worker_that_cannot_start_raises_load_error(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # a real process that exits at once without a word, as a broken interpreter would
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    run = LoadRun(LoadProfile(url="http://127.0.0.1:1", model="m", inputs=[[0.0]]),
+                  log_dir=tmp_path)
+    with pytest.raises(LoadError, match="exited before starting"):
+        run.start()
+    assert not run.running and run.samples() == []
+    assert (tmp_path / "load-profile.json").is_file()
