@@ -348,7 +348,7 @@ class LoadRun:
              "--watch-stdin"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
             start_new_session=True, cwd=self.log_dir,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            env=_worker_env())
         self._reader = threading.Thread(target=self._read, name="load-reader", daemon=True)
         self._reader.start()
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -423,6 +423,14 @@ class LoadRun:
             if self._log is not None:
                 self._log.close()
         return self.samples()
+
+
+def _worker_env() -> dict[str, str]:
+    """The worker must import this very harness package, installed or not."""
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": root if not path else f"{root}{os.pathsep}{path}"}
 
 
 def _signal_group(pid: int, sig: int, *, only_leader: bool) -> None:
