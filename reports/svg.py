@@ -100,7 +100,7 @@ def phase_timeline(doc: dict[str, Any], width: int = 900) -> Markup:
     scale_max = max(scale_max * 1.05, 1e-3)
     left, right, row, top = 190, 20, 22, 26
     plot = width - left - right
-    height = top + row * len(bars) + 34
+    height = top + row * len(bars) + 44
 
     def x(sec: float) -> float:
         return left + plot * max(0.0, sec) / scale_max
