@@ -7,14 +7,19 @@ BIN := $(VENV)/bin
 APT_PACKAGES := ceph-mon ceph-osd radosgw ceph-common restic haproxy
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: drill test setup lab-deps venv lint clean lab-down
+.PHONY: drill test setup lab-deps test-deps venv lint clean lab-down
+
+# Evidence is signed with the key in .keys/ (made on first use; never committed).
+SIGNING_KEY := .keys/drillbook-signing
 
 drill: setup
 	$(BIN)/drillbook lab up
-	$(BIN)/drillbook run artifact-deletion --variant soft
-	$(BIN)/drillbook run artifact-deletion --variant purge
+	$(BIN)/drillbook keygen --out $(SIGNING_KEY) --if-missing
+	DRILLBOOK_SIGNING_KEY=$(SIGNING_KEY).key $(BIN)/drillbook run artifact-deletion --variant soft
+	DRILLBOOK_SIGNING_KEY=$(SIGNING_KEY).key $(BIN)/drillbook run artifact-deletion --variant purge
+	$(BIN)/drillbook history --evidence-dir evidence
 
-test: setup
+test: setup test-deps
 	$(BIN)/python -m pytest -q
 
 setup: venv lab-deps
@@ -36,6 +41,13 @@ lab-deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
 	fi
+
+# The report's browser test needs headless Chromium (Debian package); installed only when missing.
+test-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium (browser test of the HTML report)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 
 lint: venv
 	$(BIN)/ruff check harness scenarios reports lab tests

@@ -13,6 +13,9 @@ from lab.stack import Lab
 
 MiB = 1024 * 1024
 
+# pytest-in-pytest: tests/test_pytest_gate.py runs the drillbook plugin in an inner session
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
@@ -30,3 +33,25 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 @pytest.fixture
 def evidence_root(tmp_path: Path) -> Path:
     return tmp_path / "evidence"
+
+
+# -- the drillbook pytest plugin (harness/pytest_plugin.py, loaded through its pytest11 entry
+# point) runs drills as tests; in this repo they run against the session's lab unless
+# --drill-inventory names another site.
+
+@pytest.fixture(scope="session")
+def drill_lab(lab: Lab) -> Lab:
+    return lab
+
+
+@pytest.fixture(scope="session")
+def drill_inventory_path(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Path:
+    from harness.pytest_fixtures import configured_inventory
+
+    given = configured_inventory(pytestconfig)
+    return given if given is not None else request.getfixturevalue("drill_lab").inventory_path
+
+
+@pytest.fixture(scope="session")
+def drill_evidence_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("drill-evidence")

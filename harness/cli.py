@@ -3,7 +3,10 @@
     drillbook run SCENARIO [--variant V] [--asset ID] [--inventory PATH]   run one drill
     drillbook scenarios                                                   list installed scenarios
     drillbook inventory check PATH                                        validate an inventory
-    drillbook report DIR                                                  re-render a drill's report
+    drillbook report DIR [--for ID --action ... | --finding ...]         re-render a drill's reports
+    drillbook keygen [--out PREFIX]                                       make an ed25519 key pair
+    drillbook verify DIR [--public-key PUB]                               check hashes and signature
+    drillbook history [--evidence-dir DIR]                                RTO/RPO across drills
     drillbook lab up|down|status|env|backup|destroy                       the embedded lab
 """
 
@@ -15,11 +18,13 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 from harness.errors import DrillbookError, InventoryError, UsageError
 from harness.inventory import Inventory, load_inventory
 from harness.model import EXIT_INTERRUPTED, EXIT_USAGE, Verdict
+from harness.provenance import ExerciseInput, parse_participant
 from harness.runner import DrillRequest, run_drill
 from harness.scenario import discover, get_scenario
 
@@ -75,6 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="preflight and baseline only: prove the drill could run, break nothing "
                           "(verdict INCONCLUSIVE, since nothing was recovered)")
     run.add_argument("--quiet", action="store_true", help="print only the summary")
+    ex = run.add_argument_group("exercise record (absent is recorded as absent; the inventory's "
+                                "exercise: section fills what is not given here)")
+    ex.add_argument("--title", help="exercise title (default: scenario, variant and asset)")
+    ex.add_argument("--exercise-type", help="e.g. 'quarterly DR test', 'pre-release gate'")
+    ex.add_argument("--reason", help="why this scenario was chosen for this exercise")
+    ex.add_argument("--planned-date", help="the date the exercise was planned for (YYYY-MM-DD)")
+    ex.add_argument("--participant", action="append", default=[], metavar="NAME:ROLE",
+                    help="a participant and their role (repeatable)")
+    ex.add_argument("--approver", help="who approved the exercise")
+    run.add_argument("--signing-key", type=Path,
+                     help="ed25519 private key to sign the evidence with (default: "
+                          "$DRILLBOOK_SIGNING_KEY, else the inventory's evidence.signing_key)")
 
     sub.add_parser("scenarios", help="list installed scenarios")
 
@@ -83,8 +100,51 @@ def build_parser() -> argparse.ArgumentParser:
     check = inv_sub.add_parser("check", help="validate an inventory file; exit 0 if valid")
     check.add_argument("path", type=Path)
 
-    rep = sub.add_parser("report", help="re-render report.html from a drill's evidence.json")
+    rep = sub.add_parser("report", help="re-render a drill's reports from its evidence.json",
+                         description="Re-render report.html, junit.xml and summary.md from "
+                                     "evidence.json and the findings.yaml sidecar, then re-seal "
+                                     "the folder. --finding / --for record a finding or a "
+                                     "corrective action in findings.yaml first.")
     rep.add_argument("directory", type=Path)
+    rep.add_argument("--finding", metavar="TEXT", help="add a finding of the team's own")
+    rep.add_argument("--for", dest="for_id", metavar="ID",
+                     help="the finding (e.g. F1) a corrective action is for")
+    rep.add_argument("--action", help="the corrective action")
+    rep.add_argument("--owner", help="who owns the corrective action")
+    rep.add_argument("--due", help="when it is due (YYYY-MM-DD)")
+    rep.add_argument("--status", default="open",
+                     help="open, in-progress, done or accepted-risk (default: open)")
+    rep.add_argument("--signing-key", type=Path,
+                     help="key to re-sign with (default: $DRILLBOOK_SIGNING_KEY)")
+    rep.add_argument("--unsigned", action="store_true",
+                     help="re-render a signed folder without a key, dropping its signature")
+
+    kg = sub.add_parser("keygen", help="make an ed25519 signing key pair (PREFIX.key, PREFIX.pub)")
+    kg.add_argument("--out", type=Path, default=Path("drillbook-signing"),
+                    help="path prefix of the two files (default: ./drillbook-signing)")
+    kg.add_argument("--if-missing", action="store_true",
+                    help="do nothing (exit 0) when the key already exists")
+
+    ver = sub.add_parser("verify", help="check a drill folder's SHA256SUMS and signature",
+                         description="Exit 0: every file matches SHA256SUMS and the signature "
+                                     "holds. Exit 1: a file changed, appeared or disappeared, or "
+                                     "the signature is bad (each named). Exit 2: intact but "
+                                     "unsigned.")
+    ver.add_argument("directory", type=Path)
+    ver.add_argument("--public-key", type=Path,
+                     help="the public key to trust (default: $DRILLBOOK_PUBLIC_KEY, else the "
+                          "key recorded beside the signature)")
+
+    hist = sub.add_parser("history", help="RTO/RPO per scenario and asset across drills; "
+                                          "flags regressions; writes the HTML index")
+    hist.add_argument("--evidence-dir", type=Path, default=Path("evidence"))
+    hist.add_argument("--tolerance", type=float, default=None,
+                      help="relative RTO increase that counts as a regression (default 0.2)")
+    hist.add_argument("--min-delta", type=float, default=None,
+                      help="absolute RTO increase in seconds that must also be exceeded "
+                           "(default 1.0)")
+    hist.add_argument("--fail-on-regression", action="store_true",
+                      help="exit 1 when the newest drill of any series is a regression")
 
     lab = sub.add_parser("lab", help="the embedded lab on 127.0.0.1",
                          description="The embedded lab: Ceph RGW, restic, an inference node, on "
@@ -139,11 +199,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"give --asset: {len(fits)} assets fit {cls.name} "
                              f"({', '.join(fits) or 'none'})")
         asset_id = fits[0]
+    from harness import signing
+    exercise = _exercise_input(args)
+    key = signing.resolve_key(args.signing_key, inventory.evidence.signing_key)
+    if key is not None:
+        signing.load_private_key(key)  # a bad key is a usage error before anything is broken
     req = DrillRequest(cls, args.variant or cls.variants[0], asset_id, args.evidence_dir,
-                       dry_run=args.dry_run)
+                       dry_run=args.dry_run, exercise=exercise)
     from reports.render import write_evidence
     result = run_drill(inventory, req, progress=(lambda m: None) if args.quiet else _progress)
-    paths = write_evidence(result.evidence, result.directory)
+    paths = write_evidence(result.evidence, result.directory, signing_key=key)
     ev = result.evidence
     print(f"verdict: {ev.verdict.value}")
     for name, o in (("RTO", ev.rto), ("RPO", ev.rpo)):
@@ -154,9 +219,104 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"reason: {r}")
     print(f"report: {paths['html']}")
     print(f"evidence: {paths['json']}")
+    print("signed: " + (f"yes ({key})" if paths.signed else
+                        "NO (no signing key: drillbook keygen, then --signing-key)"))
     if result.interrupted:
         return EXIT_INTERRUPTED
     return ev.verdict.exit_code
+
+
+def _exercise_input(args: argparse.Namespace) -> ExerciseInput:
+    try:
+        people = tuple(parse_participant(p) for p in args.participant)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.planned_date is not None:
+        try:
+            date.fromisoformat(args.planned_date)
+        except ValueError as exc:
+            raise UsageError(f"--planned-date {args.planned_date!r} is not a date "
+                             f"(YYYY-MM-DD)") from exc
+    return ExerciseInput(title=args.title, type=args.exercise_type, reason=args.reason,
+                         planned_date=args.planned_date, participants=people,
+                         approver=args.approver)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import json
+
+    from harness import signing
+    from reports.findings import add_to_sidecar
+    from reports.render import rerender
+    directory: Path = args.directory
+    if args.finding is not None or args.for_id is not None:
+        source = directory / "evidence.json"
+        if not source.is_file():
+            raise UsageError(f"{directory} has no evidence.json: not a drill folder")
+        fid = add_to_sidecar(directory, json.loads(source.read_text(encoding="utf-8")),
+                             summary=args.finding, for_id=args.for_id, action=args.action,
+                             owner=args.owner, due=args.due, status=args.status)
+        print(f"finding {fid} recorded in {directory / 'findings.yaml'}")
+    key = signing.resolve_key(args.signing_key, None)
+    written = rerender(directory, signing_key=key, drop_signature=args.unsigned)
+    for path in written.paths.values():
+        print(path)
+    print("signed: " + ("yes" if written.signed else "NO (unsigned)"))
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from harness import signing
+    key_path = args.out.with_name(args.out.name + ".key")
+    if args.if_missing and key_path.exists():
+        print(f"key exists: {key_path}")
+        return 0
+    private, public = signing.keygen(args.out)
+    print(f"private key: {private} (keep it secret; never commit it)")
+    print(f"public key:  {public} (give it to whoever verifies evidence)")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from harness import signing
+    directory: Path = args.directory
+    if not directory.is_dir():
+        raise UsageError(f"{directory} is not a directory")
+    pub = args.public_key or (Path(os.environ[signing.PUBLIC_KEY_ENV])
+                              if os.environ.get(signing.PUBLIC_KEY_ENV) else None)
+    result = signing.verify(directory, pub)
+    for line in result.lines():
+        print(line)
+    if result.ok:
+        return 0
+    intact = not (result.changed or result.missing or result.unlisted or result.problems)
+    return 2 if intact and not result.signed else 1
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from harness import history
+    from reports.index import write_index
+    from reports.markdown import seconds
+    tol = history.DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
+    delta = history.DEFAULT_MIN_DELTA_S if args.min_delta is None else args.min_delta
+    rows = history.load(args.evidence_dir)
+    if not rows:
+        print(f"no drills recorded in {args.evidence_dir / history.HISTORY_FILE}")
+        return 0
+    regs = history.regressions(rows, tolerance=tol, min_delta_s=delta)
+    flagged = {r.drill.drill_id for r in regs}
+    for name, drills in sorted(history.series(rows).items()):
+        print(name)
+        for d in drills:
+            mark = "  << RTO REGRESSION" if d.drill_id in flagged else ""
+            print(f"  {d.started_utc[:19]}  {d.verdict:12}  RTO {seconds(d.rto_s):>12} "
+                  f"/ {seconds(d.rto_target_s):<10} RPO {seconds(d.rpo_s):>12} "
+                  f"/ {seconds(d.rpo_target_s):<10} {d.drill_id}{mark}")
+    for r in regs:
+        print(f"regression: {r.message}")
+    print(f"index: {write_index(args.evidence_dir, rows, regs, tolerance=tol, min_delta_s=delta)}")
+    newest = {drills[-1].drill_id for drills in history.series(rows).values()}
+    return 1 if args.fail_on_regression and flagged & newest else 0
 
 
 def cmd_scenarios() -> int:
@@ -215,9 +375,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{inv.path}: valid ({len(inv.targets)} targets, {len(inv.assets)} assets)")
             return 0
         if args.command == "report":
-            from reports.render import rerender
-            print(rerender(args.directory))
-            return 0
+            return cmd_report(args)
+        if args.command == "keygen":
+            return cmd_keygen(args)
+        if args.command == "verify":
+            return cmd_verify(args)
+        if args.command == "history":
+            return cmd_history(args)
         if args.command == "lab":
             return cmd_lab(args)
     except (InventoryError, UsageError) as exc:

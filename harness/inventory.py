@@ -92,6 +92,26 @@ class Targets:
 
 
 @dataclass(frozen=True)
+class ExerciseSpec:
+    """The optional ``exercise:`` section: who takes part and why; each field may be absent."""
+
+    title: str | None = None
+    type: str | None = None
+    reason: str | None = None
+    planned_date: str | None = None
+    participants: tuple[tuple[str, str], ...] = ()
+    approver: str | None = None
+
+
+@dataclass(frozen=True)
+class EvidenceSettings:
+    """The optional ``evidence:`` section: key files (paths, never the keys themselves)."""
+
+    signing_key: Path | None = None
+    public_key: Path | None = None
+
+
+@dataclass(frozen=True)
 class Inventory:
     path: Path
     site: str
@@ -105,6 +125,8 @@ class Inventory:
     step_timeout_s: float
     slo: SLO = field(default_factory=SLO)
     load: LoadSettings = field(default_factory=LoadSettings)
+    exercise: ExerciseSpec = field(default_factory=ExerciseSpec)
+    evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
 
     def objectives_for(self, asset: Asset) -> Targets:
         """RTO/RPO targets for an asset: its own override, else its tier's, and where they came from."""
@@ -272,7 +294,7 @@ def load_inventory(path: Path | str) -> Inventory:
 def _build(file: Path, data: Any, r: _Reader) -> Inventory:
     top = r.mapping(data, ())
     r.known(top, (), {"version", "site", "targets", "assets", "objectives", "guards", "probe",
-                      "slo", "load"})
+                      "slo", "load", "exercise", "evidence"})
     if top.get("version") != 1:
         raise r.fail(("version",), f"must be 1 (got {top.get('version')!r})")
     site = r.string(top, "site", ())
@@ -304,6 +326,8 @@ def _build(file: Path, data: Any, r: _Reader) -> Inventory:
         step_timeout_s=r.number(probe, "step_timeout_s", ("probe",), 600.0),
         slo=_slo(top, r),
         load=_load(top, r),
+        exercise=_exercise(top, r),
+        evidence=_evidence_settings(top, file, r),
     )
 
 
@@ -370,6 +394,44 @@ def _load(top: dict[str, Any], r: _Reader) -> LoadSettings:
         acceptance_s=r.number(m, "acceptance_s", p, d.acceptance_s),
         workers=workers,
     )
+
+
+def _exercise(top: dict[str, Any], r: _Reader) -> ExerciseSpec:
+    p: Path_ = ("exercise",)
+    m = r.mapping(top.get("exercise", {}), p)
+    r.known(m, p, {"title", "type", "reason", "planned_date", "participants", "approver"})
+
+    def opt(key: str) -> str | None:
+        v = m.get(key)
+        if v is None:
+            return None
+        if key == "planned_date" and hasattr(v, "isoformat"):  # YAML reads 2026-01-31 as a date
+            return str(v.isoformat())
+        return r.string(m, key, p)
+
+    people: list[tuple[str, str]] = []
+    raw = m.get("participants", [])
+    if not isinstance(raw, list):
+        raise r.fail(p + ("participants",), "must be a list of {name, role}")
+    for i, item in enumerate(raw):
+        q = p + ("participants", i)
+        entry = r.mapping(item, q)
+        r.known(entry, q, {"name", "role"})
+        people.append((r.string(entry, "name", q), r.string(entry, "role", q)))
+    return ExerciseSpec(opt("title"), opt("type"), opt("reason"), opt("planned_date"),
+                        tuple(people), opt("approver"))
+
+
+def _evidence_settings(top: dict[str, Any], file: Path, r: _Reader) -> EvidenceSettings:
+    p: Path_ = ("evidence",)
+    m = r.mapping(top.get("evidence", {}), p)
+    r.known(m, p, {"signing_key", "public_key"})
+
+    def path(key: str) -> Path | None:
+        v = r.string(m, key, p, required=False)
+        return (file.parent / v).resolve() if v else None
+
+    return EvidenceSettings(path("signing_key"), path("public_key"))
 
 
 def _targets(raw: dict[str, Any], r: _Reader) -> dict[str, Target]:

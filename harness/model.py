@@ -216,6 +216,9 @@ class Evidence:
     inventory: str
     versions: dict[str, str]
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: what an auditor asks for beyond the measurements (see AuditRecord); None only for records
+    #: built by hand in tests, never for a drill the runner ran
+    audit: AuditRecord | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -242,6 +245,7 @@ class Evidence:
             "inventory": self.inventory,
             "versions": dict(self.versions),
             "sections": dict(self.sections),
+            **({} if self.audit is None else self.audit.to_json()),
         }
 
     def replace(self, **changes: Any) -> Evidence:
@@ -289,3 +293,176 @@ def rto_breakdown(events: list[Event] | tuple[Event, ...],
         if s.phase in (Phase.RUNBOOK, Phase.VERIFY):
             out[f"{s.phase.value}:{s.name}"] = s.duration_s
     return out
+
+
+# --- the auditor's record -------------------------------------------------------------------------
+# ISO 22301 (8.5), SOC 2 A1.3, DORA Art. 24-25 and NIST SP 800-53 CP-4 all ask who exercised what,
+# why, against which plan version and objectives, what was found and who fixes it by when. Every
+# field below is either measured, read from the inventory / the command line, or None ("not
+# given"): nothing is filled in with a plausible default.
+
+
+@dataclass(frozen=True)
+class Participant:
+    name: str
+    role: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role}
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """The exercise as planned and as held. ``sources`` says where each given field came from
+    (``cli`` or ``inventory``); a field that is None was not given anywhere."""
+
+    title: str
+    type: str
+    reason: str | None
+    planned_date: str | None
+    actual_date: str
+    participants: tuple[Participant, ...]
+    approver: str | None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "type": self.type,
+            "reason": self.reason,
+            "planned_date": self.planned_date,
+            "actual_date": self.actual_date,
+            "participants": [p.to_json() for p in self.participants],
+            "approver": self.approver,
+            "sources": dict(self.sources),
+        }
+
+
+@dataclass(frozen=True)
+class RunbookVersion:
+    """Which runbook ran: the drillbook checkout's commit and a hash of the scenario's definition
+    (its step names and module source), so two drills can be shown to have run the same plan."""
+
+    git_commit: str | None
+    git_dirty: bool | None
+    definition_sha256: str
+    steps: tuple[str, ...]
+    module: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "git_commit": self.git_commit,
+            "git_dirty": self.git_dirty,
+            "definition_sha256": self.definition_sha256,
+            "steps": list(self.steps),
+            "module": self.module,
+        }
+
+
+@dataclass(frozen=True)
+class ScopeSystem:
+    name: str
+    kind: str
+    role: str
+    location: str  # endpoint / repository / URL with any user:password part removed
+    drill_safe: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "role": self.role,
+                "location": self.location, "drill_safe": self.drill_safe}
+
+
+@dataclass(frozen=True)
+class ScopeAsset:
+    id: str
+    tier: int
+    kind: str
+    model: str | None
+    version: str | None
+    artifact_uris: tuple[str, ...]
+    backup_locations: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "tier": self.tier, "kind": self.kind, "model": self.model,
+                "version": self.version, "artifact_uris": list(self.artifact_uris),
+                "backup_locations": list(self.backup_locations)}
+
+
+@dataclass(frozen=True)
+class Scope:
+    site: str
+    systems: tuple[ScopeSystem, ...]
+    assets: tuple[ScopeAsset, ...]
+    blast_radius: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"site": self.site, "systems": [s.to_json() for s in self.systems],
+                "assets": [a.to_json() for a in self.assets], "blast_radius": self.blast_radius}
+
+
+@dataclass(frozen=True)
+class BaselineFact:
+    """Something recorded before the fault (an event of the preflight or baseline phase)."""
+
+    event: str
+    utc: datetime
+    detail: dict[str, Scalar]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": self.event, "utc": iso(self.utc), "detail": dict(self.detail)}
+
+
+@dataclass(frozen=True)
+class CorrectiveAction:
+    action: str
+    owner: str | None
+    due: str | None
+    status: str = "open"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"action": self.action, "owner": self.owner, "due": self.due,
+                "status": self.status}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A finding of the drill (``source`` drill) or added by the team afterwards (``team``).
+    Corrective actions are filled in later through the sidecar file (reports/findings.py)."""
+
+    id: str
+    severity: str  # "fail" | "inconclusive" | "deviation" | "observation"
+    summary: str
+    source: str
+    corrective_action: CorrectiveAction | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "severity": self.severity, "summary": self.summary,
+                "source": self.source,
+                "corrective_action": (None if self.corrective_action is None
+                                      else self.corrective_action.to_json())}
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    exercise: Exercise
+    runbook: RunbookVersion
+    scope: Scope
+    objectives_source: str
+    baseline: tuple[BaselineFact, ...]
+    deviations: tuple[str, ...]
+    findings: tuple[Finding, ...]
+    tool_versions: dict[str, str]
+    environment: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "exercise": self.exercise.to_json(),
+            "runbook": self.runbook.to_json(),
+            "scope": self.scope.to_json(),
+            "objectives_source": self.objectives_source,
+            "baseline": [b.to_json() for b in self.baseline],
+            "deviations": list(self.deviations),
+            "findings": [f.to_json() for f in self.findings],
+            "tool_versions": dict(self.tool_versions),
+            "environment": dict(self.environment),
+        }

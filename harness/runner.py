@@ -13,7 +13,7 @@ import platform
 import secrets
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -35,6 +35,7 @@ from harness.model import (
     event_by_name,
     rto_breakdown,
 )
+from harness.provenance import ExerciseInput, audit_record
 from harness.scenario import RunbookStep, Scenario
 
 #: A replacement for a runbook step: gets the drill context and the original step's function.
@@ -48,6 +49,8 @@ class DrillRequest:
     asset_id: str
     evidence_root: Path
     dry_run: bool = False
+    #: who, why, when planned (from the command line); the inventory's exercise: fills gaps
+    exercise: ExerciseInput = field(default_factory=ExerciseInput)
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,8 @@ def run_drill(inventory: Inventory, req: DrillRequest, *,
             interrupted |= _revert(ctx, scenario)
         lock.release()
     _phase(ctx, Phase.EVIDENCE)
-    evidence = build_evidence(ctx, req, started)
+    evidence = build_evidence(ctx, req, started, scenario=scenario,
+                              overrides=sorted(overrides or {}))
     journal.note("verdict", verdict=evidence.verdict.value, reasons=list(evidence.reasons))
     journal.close()
     return DrillResult(evidence, out_dir, interrupted)
@@ -204,7 +208,8 @@ def _revert(ctx: DrillContext, scenario: Scenario) -> bool:
     return bool(received)
 
 
-def build_evidence(ctx: DrillContext, req: DrillRequest, started: datetime) -> Evidence:
+def build_evidence(ctx: DrillContext, req: DrillRequest, started: datetime, *,
+                   scenario: Scenario | None = None, overrides: list[str] | None = None) -> Evidence:
     events = ctx.journal.events
     targets = ctx.inventory.objectives_for(ctx.asset)
     point = ctx.findings.restore_point
@@ -239,6 +244,13 @@ def build_evidence(ctx: DrillContext, req: DrillRequest, started: datetime) -> E
         rto_breakdown=rto_breakdown(events, ctx.journal.steps), reverted=ctx.findings.reverted,
         inventory=str(ctx.inventory.path), versions=_versions(),
         sections=dict(ctx.findings.sections),
+        audit=audit_record(
+            inventory=ctx.inventory, asset=ctx.asset, scenario_cls=req.scenario,
+            steps=[] if scenario is None else [(s.name, s.summary) for s in scenario.runbook()],
+            events=events, journal_steps=ctx.journal.steps, given=req.exercise, started=started,
+            default_title=f"{req.scenario.name} ({req.variant}) on {ctx.asset.id}",
+            overrides=list(overrides or []), dry_run=req.dry_run,
+            failures=list(ctx.findings.failures), inconclusive=list(ctx.findings.inconclusive)),
     )
 
 

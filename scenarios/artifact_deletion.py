@@ -121,6 +121,10 @@ class ArtifactDeletion(Scenario):
                                f"a good restore from a bad one")
         self.manifest = Manifest.from_bytes(raw, source=f"s3://{a.bucket}/{a.manifest_key}")
         self.keys = sorted(self._expected())
+        # the version in scope is the manifest's own hash: it names this exact set of files
+        self.ctx.event("asset.version", model=self.manifest.model,
+                       version=f"manifest-sha256:{self.manifest.raw_sha256}",
+                       manifest_created_utc=self.manifest.created_utc)
         if self.endpoint is not None:
             r = self.endpoint.readiness()
             if not r.ready:
