@@ -375,14 +375,14 @@ def _targets(raw: dict[str, Any], r: _Reader) -> dict[str, Target]:
 
 
 def _asset(m: dict[str, Any], p: Path_, targets: dict[str, Target], file: Path, r: _Reader) -> Asset:
+    if m.get("kind") in DB_ASSET_KINDS:
+        return _db_asset(m, p, targets, r)
     r.known(m, p, {"id", "tier", "kind", "store", "bucket", "prefix", "manifest", "backup",
                    "backup_path", "served_by", "golden"})
     tier = r.req(m, "tier", p)
     if isinstance(tier, bool) or tier not in (1, 2, 3):
         raise r.fail(p + ("tier",), f"must be 1, 2 or 3 (got {tier!r})")
     kind = r.string(m, "kind", p)
-    if kind in DB_ASSET_KINDS:
-        return _db_asset(m, p, int(tier), kind, targets, r)
     if kind not in ASSET_KINDS:
         kinds = ", ".join(ASSET_KINDS + DB_ASSET_KINDS)
         raise r.fail(p + ("kind",), f"unknown asset kind {kind!r} (one of: {kinds})")
@@ -471,13 +471,16 @@ def _db_target(name: str, kind: str, m: dict[str, Any], p: Path_, safe: bool,
     return MlflowTarget(name, url.rstrip("/"), safe)
 
 
-def _db_asset(m: dict[str, Any], p: Path_, tier: int, kind: str, targets: dict[str, Target],
-              r: _Reader) -> Asset:
+def _db_asset(m: dict[str, Any], p: Path_, targets: dict[str, Target], r: _Reader) -> Asset:
     """A database asset: ``store`` names the postgres target holding ``database``; ``backup``
     names the S3 target whose ``bucket``/``prefix`` hold its pg_dump archives; a model registry
     also names the mlflow target serving it in ``served_by``."""
     r.known(m, p, {"id", "tier", "kind", "store", "database", "backup", "bucket", "prefix",
                    "served_by"})
+    kind = r.string(m, "kind", p)
+    tier = r.req(m, "tier", p)
+    if isinstance(tier, bool) or tier not in (1, 2, 3):
+        raise r.fail(p + ("tier",), f"must be 1, 2 or 3 (got {tier!r})")
 
     def ref(key: str, want: type, required: bool) -> str | None:
         name = r.string(m, key, p, required=required) or None

@@ -356,20 +356,35 @@ def backup_database(lab: Lab, database: str) -> DumpRecord:
         cat = catalog(lab, job)
         record = cat.publish(info)
         cat.prune(BACKUP_KEEP)
+        _stamp_path(lab.root, database).write_text(str(time.time()))
     return record
 
 
+def _stamp_path(lab_root: Path, database: str) -> Path:
+    return lab_root / "postgres" / f"last-dump.{database}"
+
+
+def seconds_since_dump(lab_root: Path, database: str) -> float:
+    """Seconds since the last dump of a database by anyone (the job or a manual backup)."""
+    try:
+        return time.time() - float(_stamp_path(lab_root, database).read_text())
+    except (OSError, ValueError):
+        return float("inf")
+
+
 def backup_loop(lab_root: Path, period_s: float) -> None:
-    """The scheduled job: dump each registered database every ``period_s``. It re-reads the lab's
-    state each cycle, so a rotated backup key is picked up; a failed dump is logged and retried
-    next cycle (a broken backup is what drills exist to find, not a reason to stop)."""
-    last: dict[str, float] = {}
+    """The scheduled job: dump each registered database when its last dump (by this job or a
+    manual backup) is ``period_s`` old. It re-reads the lab's state each cycle, so a rotated
+    backup key is picked up; a failed dump is logged and retried next period (a broken backup is
+    what drills exist to find, not a reason to stop)."""
+    tried: dict[str, float] = {}
     while True:
         lab = Lab(lab_root)
         for name in load_jobs(lab_root):
-            if time.monotonic() - last.get(name, -1e9) < period_s:
+            if seconds_since_dump(lab_root, name) < period_s or \
+                    time.monotonic() - tried.get(name, -1e9) < period_s:
                 continue
-            last[name] = time.monotonic()
+            tried[name] = time.monotonic()
             try:
                 rec = backup_database(lab, name)
                 print(f"{datetime.now(UTC).isoformat()} dumped {name}: {rec.identity} "
@@ -430,14 +445,15 @@ class PostgresComponent:
             log=lab.root / "log" / "db-backups.log", env=dict(os.environ),
             cwd=Path(__file__).resolve().parent.parent)
         self.scheduler_pid_file(lab).write_text(str(pid))
+        (lab.root / "postgres" / "backup-period").write_text(f"{BACKUP_PERIOD_S:g}")
 
     def stop_scheduler(self, lab: Lab) -> None:
         pid = self.scheduler_pid(lab)
         if pid is None:
             return
-        with _backup_lock(lab.root):  # never cut a dump in half
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+        # holding the lock: never cut a dump in half
+        with _backup_lock(lab.root), contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
         for _ in range(50):
             if self.scheduler_pid(lab) is None:
                 return
@@ -456,7 +472,7 @@ class PostgresComponent:
             DaemonState("postgres", pid, ready,
                         f"127.0.0.1:{server.state.port} {'ready' if ready else 'down'}"),
             DaemonState("db-backups", sched, sched is not None,
-                        f"pg_dump every {BACKUP_PERIOD_S:g} s of "
+                        f"pg_dump every {_period(lab)} s of "
                         f"{', '.join(load_jobs(lab.root)) or 'nothing'}"),
         ]
 
@@ -476,6 +492,13 @@ class PostgresComponent:
         # dumps every BACKUP_PERIOD_S: a restore point is at most one period (plus a dump) old
         inventory["objectives"].setdefault("assets", {})[ANNOTATIONS_ASSET] = {
             "rto_s": 120, "rpo_s": max(300, 3 * BACKUP_PERIOD_S)}
+
+
+def _period(lab: Lab) -> str:
+    try:
+        return (lab.root / "postgres" / "backup-period").read_text().strip()
+    except OSError:
+        return "?"
 
 
 def _tail(path: Path, lines: int = 20) -> str:
