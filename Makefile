@@ -13,6 +13,8 @@ drill: setup
 	$(BIN)/drillbook lab up
 	$(BIN)/drillbook run artifact-deletion --variant soft
 	$(BIN)/drillbook run artifact-deletion --variant purge
+	$(BIN)/drillbook run annotation-db-loss
+	$(BIN)/drillbook run registry-loss
 
 test: setup
 	$(BIN)/python -m pytest -q
