@@ -431,7 +431,7 @@ class PostgresComponent:
             progress("lab: seeding the annotations database")
             seed_annotations(server.db(ANNOTATOR_ROLE))
         register_job(lab.root, BackupJob(ANNOTATIONS_DB, f"{DUMP_PREFIX}{ANNOTATIONS_DB}/"))
-        if not catalog(lab, load_jobs(lab.root)[ANNOTATIONS_DB]).records():
+        if not catalog(lab, load_jobs(lab.root)[ANNOTATIONS_DB]).has_records():
             rec = backup_database(lab, ANNOTATIONS_DB)
             progress(f"lab: first dump of {ANNOTATIONS_DB} at {rec.created.isoformat()}")
         self.start_scheduler(lab)

@@ -131,7 +131,7 @@ class RegistryComponent:
             progress("lab: registering the lab model in MLflow")
             seed_registry(lab, reg)
         register_job(lab.root, BackupJob(REGISTRY_DB, f"{DUMP_PREFIX}{REGISTRY_DB}/"))
-        if not catalog(lab, load_jobs(lab.root)[REGISTRY_DB]).records():
+        if not catalog(lab, load_jobs(lab.root)[REGISTRY_DB]).has_records():
             rec = backup_database(lab, REGISTRY_DB)
             progress(f"lab: first dump of the registry database at {rec.created.isoformat()}")
 

@@ -320,6 +320,10 @@ class DumpCatalog:
         self.store.put_bytes(self.bucket, manifest_key, json.dumps(doc, indent=1).encode())
         return _record(doc, manifest_key)
 
+    def has_records(self) -> bool:
+        """Whether any restore point exists (one listing, no manifest read)."""
+        return any(k.endswith(".json") for k in self.store.list_keys(self.bucket, self.prefix))
+
     def records(self) -> list[DumpRecord]:
         """Every restore point, oldest first."""
         out = []
