@@ -225,9 +225,9 @@ class DatabaseLoss(Scenario):
         """Compare the restored rows with the baseline, table by table; the loss goes into the
         evidence and into the restore point. Returns the rows lost or changed."""
         tables: dict[str, TableLoss] = {}
+        present = set(self.db.tables(self.database))
         for table, base in self.base_rows.items():
-            now = self.db.row_hashes(self.database, table) if table in \
-                self.db.tables(self.database) else {}
+            now = self.db.row_hashes(self.database, table) if table in present else {}
             tables[table] = TableLoss(
                 len(base), len(now), sorted(k for k in base if k not in now),
                 sorted(k for k in base if k in now and now[k] != base[k]),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.context import DrillContext
 from harness.inventory import Inventory, load_inventory
@@ -199,4 +200,21 @@ def test_mlflow_stopped_is_inconclusive_and_drops_nothing(
     assert any("unreachable" in r for r in ev.reasons), ev.reasons
     assert not any(t.event == "fault.injected" for t in ev.timeline)
     assert db_after == before.registry_db
+    assert found(lab) == before
+
+
+def test_database_not_drill_safe_is_refused(lab: Lab, evidence_root: Path,
+                                            tmp_path: Path) -> None:
+    doc = yaml.safe_load(lab.inventory_path.read_text())
+    doc["targets"]["postgres"]["drill_safe"] = False
+    for a in doc["assets"]:
+        if a.get("golden"):
+            a["golden"] = str(lab.root / a["golden"])
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    before = found(lab)
+    ev = drill(load_inventory(path), AnnotationDbLoss, ANNOTATIONS_ASSET, evidence_root).evidence
+    assert ev.verdict is Verdict.INCONCLUSIVE
+    assert any("drill_safe" in r for r in ev.reasons), ev.reasons
+    assert not any(t.event == "fault.injected" for t in ev.timeline)
     assert found(lab) == before
