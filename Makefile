@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := ceph-mon ceph-osd radosgw ceph-common restic haproxy
+APT_PACKAGES := ceph-mon ceph-osd radosgw ceph-common restic haproxy postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: drill test setup lab-deps test-deps venv lint clean lab-down
@@ -17,6 +17,8 @@ drill: setup
 	$(BIN)/drillbook keygen --out $(SIGNING_KEY) --if-missing
 	DRILLBOOK_SIGNING_KEY=$(SIGNING_KEY).key $(BIN)/drillbook run artifact-deletion --variant soft
 	DRILLBOOK_SIGNING_KEY=$(SIGNING_KEY).key $(BIN)/drillbook run artifact-deletion --variant purge
+	DRILLBOOK_SIGNING_KEY=$(SIGNING_KEY).key $(BIN)/drillbook run annotation-db-loss
+	DRILLBOOK_SIGNING_KEY=$(SIGNING_KEY).key $(BIN)/drillbook run registry-loss
 	$(BIN)/drillbook history --evidence-dir evidence
 
 test: setup test-deps
@@ -36,6 +38,7 @@ $(VENV)/.installed: pyproject.toml
 lab-deps:
 	@missing=""; for b in radosgw ceph-mon ceph-osd restic haproxy; do \
 	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing lab packages (missing:$$missing)"; \
 	  $(SUDO) apt-get update -qq && \

@@ -17,7 +17,9 @@ from harness.errors import Inconclusive, StepFailed
 from harness.inventory import Asset, Inventory
 from harness.journal import Clock, Journal
 from harness.model import IntegrityCheck, Outcome, Phase, RestorePoint, Scalar, StepRecord
+from harness.targets.database import Database
 from harness.targets.inference import InferenceEndpoint
+from harness.targets.registry import MlflowRegistry
 from harness.targets.restic import ResticRepo
 from harness.targets.s3 import S3Store
 
@@ -63,6 +65,18 @@ class Adapters:
             self._cache[name] = InferenceEndpoint(self.inventory.inference(name))
         ep: InferenceEndpoint = self._cache[name]
         return ep
+
+    def postgres(self, name: str) -> Database:
+        if name not in self._cache:
+            self._cache[name] = Database(self.inventory.postgres(name))
+        db: Database = self._cache[name]
+        return db
+
+    def mlflow(self, name: str) -> MlflowRegistry:
+        if name not in self._cache:
+            self._cache[name] = MlflowRegistry(self.inventory.mlflow(name))
+        reg: MlflowRegistry = self._cache[name]
+        return reg
 
 
 class DrillContext:

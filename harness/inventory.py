@@ -21,6 +21,9 @@ from harness.load import SLO, LoadSettings
 
 ASSET_KINDS = ("model-weights",)
 TARGET_KINDS = ("s3", "restic", "inference")
+#: Assets that live in a PostgreSQL database, backed up as pg_dump archives in an S3 bucket.
+DB_ASSET_KINDS = ("annotation-db", "model-registry")
+DB_TARGET_KINDS = ("postgres", "mlflow")
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,26 @@ class InferenceTarget:
     kind: str = "inference"
 
 
-Target = S3Target | ResticTarget | InferenceTarget
+@dataclass(frozen=True)
+class PostgresTarget:
+    name: str
+    host: str
+    port: int
+    user: str
+    password: Secret
+    drill_safe: bool
+    kind: str = "postgres"
+
+
+@dataclass(frozen=True)
+class MlflowTarget:
+    name: str
+    url: str
+    drill_safe: bool
+    kind: str = "mlflow"
+
+
+Target = S3Target | ResticTarget | InferenceTarget | PostgresTarget | MlflowTarget
 
 
 @dataclass(frozen=True)
@@ -82,6 +104,8 @@ class Asset:
     backup_path: str | None
     served_by: str | None
     golden: Path | None
+    #: for database assets (annotation-db, model-registry): the database's name on ``store``
+    database: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +178,16 @@ class Inventory:
     def inference(self, name: str) -> InferenceTarget:
         t = self.targets[name]
         assert isinstance(t, InferenceTarget)
+        return t
+
+    def postgres(self, name: str) -> PostgresTarget:
+        t = self.targets[name]
+        assert isinstance(t, PostgresTarget)
+        return t
+
+    def mlflow(self, name: str) -> MlflowTarget:
+        t = self.targets[name]
+        assert isinstance(t, MlflowTarget)
         return t
 
 
@@ -465,12 +499,17 @@ def _targets(raw: dict[str, Any], r: _Reader) -> dict[str, Target]:
             if not url.startswith(("http://", "https://")):
                 raise r.fail(p + ("url",), f"must be an http(s) URL (got {url!r})")
             out[name] = InferenceTarget(name, url.rstrip("/"), r.string(m, "model", p), safe)
+        elif kind in DB_TARGET_KINDS:
+            out[name] = _db_target(name, kind, m, p, safe, r)
         else:
-            raise r.fail(p + ("kind",), f"unknown target kind {kind!r} (one of: {', '.join(TARGET_KINDS)})")
+            kinds = ", ".join(TARGET_KINDS + DB_TARGET_KINDS)
+            raise r.fail(p + ("kind",), f"unknown target kind {kind!r} (one of: {kinds})")
     return out
 
 
 def _asset(m: dict[str, Any], p: Path_, targets: dict[str, Target], file: Path, r: _Reader) -> Asset:
+    if m.get("kind") in DB_ASSET_KINDS:
+        return _db_asset(m, p, targets, r)
     r.known(m, p, {"id", "tier", "kind", "store", "bucket", "prefix", "manifest", "backup",
                    "backup_path", "served_by", "golden"})
     tier = r.req(m, "tier", p)
@@ -478,7 +517,8 @@ def _asset(m: dict[str, Any], p: Path_, targets: dict[str, Target], file: Path, 
         raise r.fail(p + ("tier",), f"must be 1, 2 or 3 (got {tier!r})")
     kind = r.string(m, "kind", p)
     if kind not in ASSET_KINDS:
-        raise r.fail(p + ("kind",), f"unknown asset kind {kind!r} (one of: {', '.join(ASSET_KINDS)})")
+        kinds = ", ".join(ASSET_KINDS + DB_ASSET_KINDS)
+        raise r.fail(p + ("kind",), f"unknown asset kind {kind!r} (one of: {kinds})")
 
     def ref(key: str, want: type, required: bool) -> str | None:
         name = r.string(m, key, p, required=required) or None
@@ -541,3 +581,60 @@ def _objectives(top: dict[str, Any], assets: dict[str, Asset],
                              f"asset {a.id!r} has no {k} target: add objectives.tiers.{a.tier}.{k} "
                              f"or objectives.assets.{a.id}.{k}")
     return tiers, per
+
+
+# --- database targets and assets ----------------------------------------------------------------
+
+
+def _db_target(name: str, kind: str, m: dict[str, Any], p: Path_, safe: bool,
+               r: _Reader) -> Target:
+    if kind == "postgres":
+        r.known(m, p, {"kind", "host", "port", "user", "password", "password_env", "drill_safe"})
+        port = r.req(m, "port", p)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise r.fail(p + ("port",), f"must be a TCP port number (got {port!r})")
+        pw = r.secret(m, "password", p)
+        assert pw is not None
+        return PostgresTarget(name, r.string(m, "host", p), port, r.string(m, "user", p), pw,
+                              safe)
+    r.known(m, p, {"kind", "url", "drill_safe"})
+    url = r.string(m, "url", p)
+    if not url.startswith(("http://", "https://")):
+        raise r.fail(p + ("url",), f"must be an http(s) URL (got {url!r})")
+    return MlflowTarget(name, url.rstrip("/"), safe)
+
+
+def _db_asset(m: dict[str, Any], p: Path_, targets: dict[str, Target], r: _Reader) -> Asset:
+    """A database asset: ``store`` names the postgres target holding ``database``; ``backup``
+    names the S3 target whose ``bucket``/``prefix`` hold its pg_dump archives; a model registry
+    also names the mlflow target serving it in ``served_by``."""
+    r.known(m, p, {"id", "tier", "kind", "store", "database", "backup", "bucket", "prefix",
+                   "served_by"})
+    kind = r.string(m, "kind", p)
+    tier = r.req(m, "tier", p)
+    if isinstance(tier, bool) or tier not in (1, 2, 3):
+        raise r.fail(p + ("tier",), f"must be 1, 2 or 3 (got {tier!r})")
+
+    def ref(key: str, want: type, required: bool) -> str | None:
+        name = r.string(m, key, p, required=required) or None
+        if name is None:
+            return None
+        if name not in targets:
+            raise r.fail(p + (key,), f"names target {name!r}, which is not under targets")
+        if not isinstance(targets[name], want):
+            raise r.fail(p + (key,), f"target {name!r} is not of the right kind for {key} "
+                                     f"(a {kind} asset needs a {want.__name__})")
+        return name
+
+    store = ref("store", PostgresTarget, True)
+    backup = ref("backup", S3Target, True)
+    served_by = ref("served_by", MlflowTarget, kind == "model-registry")
+    assert store is not None
+    prefix = r.string(m, "prefix", p)
+    if not prefix.endswith("/"):
+        raise r.fail(p + ("prefix",), f"must end with '/' (got {prefix!r})")
+    return Asset(
+        id=r.string(m, "id", p), tier=tier, kind=kind, store=store,
+        bucket=r.string(m, "bucket", p), prefix=prefix, manifest_key="", backup=backup,
+        backup_path=None, served_by=served_by, golden=None, database=r.string(m, "database", p),
+    )

@@ -193,12 +193,19 @@ def scope(inventory: Inventory, asset: Asset, events: list[Event] | tuple[Event,
     model = None
     if version is not None and version.detail.get("model"):
         model = str(version.detail["model"])
-    elif asset.served_by is not None:
+    elif asset.served_by is not None and isinstance(inventory.targets[asset.served_by],
+                                                    InferenceTarget):
         model = inventory.inference(asset.served_by).model
     backups: list[str] = []
     if asset.backup is not None:
-        repo = redact_location(inventory.restic(asset.backup).repository)
-        backups.append(f"{repo} (path {asset.backup_path})")
+        target = inventory.targets[asset.backup]
+        if isinstance(target, ResticTarget):
+            repo = redact_location(target.repository)
+            backups.append(f"{repo} (path {asset.backup_path})")
+        elif isinstance(target, S3Target):  # e.g. database dumps kept in a bucket
+            backups.append(f"{redact_location(target.endpoint)} (path {asset.backup_path})")
+        else:
+            backups.append(f"target {asset.backup} ({target.kind})")
     scoped = ScopeAsset(
         id=asset.id, tier=asset.tier, kind=asset.kind, model=model,
         version=None if version is None else str(version.detail.get("version")),

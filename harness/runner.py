@@ -147,10 +147,12 @@ def run_drill(inventory: Inventory, req: DrillRequest, *,
             interrupted |= _revert(ctx, scenario)
         lock.release()
     _phase(ctx, Phase.EVIDENCE)
-    evidence = build_evidence(ctx, req, started, scenario=scenario,
-                              overrides=sorted(overrides or {}))
-    journal.note("verdict", verdict=evidence.verdict.value, reasons=list(evidence.reasons))
-    journal.close()
+    try:
+        evidence = build_evidence(ctx, req, started, scenario=scenario,
+                                  overrides=sorted(overrides or {}))
+        journal.note("verdict", verdict=evidence.verdict.value, reasons=list(evidence.reasons))
+    finally:
+        journal.close()
     return DrillResult(evidence, out_dir, interrupted)
 
 

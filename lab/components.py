@@ -31,8 +31,18 @@ class LabComponent(Protocol):
         ...
 
 
+def _postgres() -> LabComponent:
+    from lab.postgres import PostgresComponent  # imported late: it imports lab.stack
+    return PostgresComponent()
+
+
+def _registry() -> LabComponent:
+    from lab.registry import RegistryComponent
+    return RegistryComponent()
+
+
 #: Factories of the components `lab up` starts, in order.
-COMPONENTS: list[Callable[[], LabComponent]] = []
+COMPONENTS: list[Callable[[], LabComponent]] = [_postgres, _registry]
 
 
 def components() -> list[LabComponent]:
