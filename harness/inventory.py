@@ -18,8 +18,8 @@ import yaml
 
 from harness.errors import InventoryError
 
-ASSET_KINDS = ("model-weights",)
-TARGET_KINDS = ("s3", "restic", "inference")
+ASSET_KINDS = ("model-weights", "inference-service")
+TARGET_KINDS = ("s3", "restic", "inference", "loadbalancer", "node", "orchestrator")
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,42 @@ class InferenceTarget:
     kind: str = "inference"
 
 
-Target = S3Target | ResticTarget | InferenceTarget
+@dataclass(frozen=True)
+class LoadBalancerTarget:
+    """An HAProxy backend driven through its runtime API socket."""
+
+    name: str
+    socket: Path
+    backend: str
+    frontend: str | None  # the inference target clients reach through it
+    drill_safe: bool
+    kind: str = "loadbalancer"
+
+
+@dataclass(frozen=True)
+class NodeTarget:
+    """A serving node: its pid file (the node's process group leader) and the command that
+    powers it back on."""
+
+    name: str
+    pidfile: Path
+    power_on: tuple[str, ...]
+    drill_safe: bool
+    kind: str = "node"
+
+
+@dataclass(frozen=True)
+class OrchestratorTarget:
+    """Where the orchestrator publishes node and replica placement (read-only)."""
+
+    name: str
+    state_file: Path
+    drill_safe: bool = False
+    kind: str = "orchestrator"
+
+
+Target = (S3Target | ResticTarget | InferenceTarget | LoadBalancerTarget | NodeTarget
+          | OrchestratorTarget)
 
 
 @dataclass(frozen=True)
@@ -81,6 +116,11 @@ class Asset:
     backup_path: str | None
     served_by: str | None
     golden: Path | None
+    # inference-service assets: the fleet behind the endpoint
+    balancer: str | None = None
+    orchestrator: str | None = None
+    nodes: tuple[str, ...] = ()
+    fallback_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +169,21 @@ class Inventory:
     def inference(self, name: str) -> InferenceTarget:
         t = self.targets[name]
         assert isinstance(t, InferenceTarget)
+        return t
+
+    def loadbalancer(self, name: str) -> LoadBalancerTarget:
+        t = self.targets[name]
+        assert isinstance(t, LoadBalancerTarget)
+        return t
+
+    def node(self, name: str) -> NodeTarget:
+        t = self.targets[name]
+        assert isinstance(t, NodeTarget)
+        return t
+
+    def orchestrator(self, name: str) -> OrchestratorTarget:
+        t = self.targets[name]
+        assert isinstance(t, OrchestratorTarget)
         return t
 
 
@@ -332,6 +387,21 @@ def _targets(raw: dict[str, Any], r: _Reader) -> dict[str, Target]:
             if not url.startswith(("http://", "https://")):
                 raise r.fail(p + ("url",), f"must be an http(s) URL (got {url!r})")
             out[name] = InferenceTarget(name, url.rstrip("/"), r.string(m, "model", p), safe)
+        elif kind == "loadbalancer":
+            r.known(m, p, {"kind", "socket", "backend", "frontend", "drill_safe"})
+            out[name] = LoadBalancerTarget(name, Path(r.string(m, "socket", p)),
+                                           r.string(m, "backend", p),
+                                           r.string(m, "frontend", p, required=False) or None,
+                                           safe)
+        elif kind == "node":
+            r.known(m, p, {"kind", "pidfile", "power_on", "drill_safe"})
+            cmd = m.get("power_on", [])
+            if not isinstance(cmd, list) or not all(isinstance(x, str) and x for x in cmd):
+                raise r.fail(p + ("power_on",), "must be a command as a list of strings")
+            out[name] = NodeTarget(name, Path(r.string(m, "pidfile", p)), tuple(cmd), safe)
+        elif kind == "orchestrator":
+            r.known(m, p, {"kind", "state_file", "drill_safe"})
+            out[name] = OrchestratorTarget(name, Path(r.string(m, "state_file", p)), safe)
         else:
             raise r.fail(p + ("kind",), f"unknown target kind {kind!r} (one of: {', '.join(TARGET_KINDS)})")
     return out
@@ -339,7 +409,8 @@ def _targets(raw: dict[str, Any], r: _Reader) -> dict[str, Target]:
 
 def _asset(m: dict[str, Any], p: Path_, targets: dict[str, Target], file: Path, r: _Reader) -> Asset:
     r.known(m, p, {"id", "tier", "kind", "store", "bucket", "prefix", "manifest", "backup",
-                   "backup_path", "served_by", "golden"})
+                   "backup_path", "served_by", "golden", "balancer", "orchestrator", "nodes",
+                   "fallback_model"})
     tier = r.req(m, "tier", p)
     if isinstance(tier, bool) or tier not in (1, 2, 3):
         raise r.fail(p + ("tier",), f"must be 1, 2 or 3 (got {tier!r})")
@@ -371,11 +442,23 @@ def _asset(m: dict[str, Any], p: Path_, targets: dict[str, Target], file: Path, 
     backup_path = r.string(m, "backup_path", p, required=False) or None
     if backup and not backup_path:
         raise r.fail(p + ("backup_path",), "is required when backup is given")
+    balancer = ref("balancer", LoadBalancerTarget, kind == "inference-service")
+    orchestrator = ref("orchestrator", OrchestratorTarget, False)
+    nodes = m.get("nodes", [])
+    if not isinstance(nodes, list) or (kind == "inference-service" and not nodes):
+        raise r.fail(p + ("nodes",), "must be a non-empty list of node target names")
+    for i, n in enumerate(nodes):
+        if not isinstance(targets.get(n), NodeTarget):
+            raise r.fail(p + ("nodes", i), f"names {n!r}, which is not a node target")
+    if kind == "inference-service" and served_by is None:
+        raise r.fail(p + ("served_by",), "is required for an inference-service (its frontend)")
     return Asset(
         id=r.string(m, "id", p), tier=int(tier), kind=kind, store=store,
         bucket=r.string(m, "bucket", p), prefix=prefix,
         manifest_key=prefix + r.string(m, "manifest", p, default="manifest.json"),
         backup=backup, backup_path=backup_path, served_by=served_by, golden=golden,
+        balancer=balancer, orchestrator=orchestrator, nodes=tuple(nodes),
+        fallback_model=r.string(m, "fallback_model", p, required=False) or None,
     )
 
 

@@ -35,5 +35,14 @@ class LabComponent(Protocol):
 COMPONENTS: list[Callable[[], LabComponent]] = []
 
 
+def _fleet() -> LabComponent:
+    from lab.fleet import Fleet
+
+    return Fleet()
+
+
+COMPONENTS.append(_fleet)
+
+
 def components() -> list[LabComponent]:
     return [factory() for factory in COMPONENTS]
