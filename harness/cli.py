@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -196,8 +197,14 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    # CI cancels jobs with SIGTERM: treat it like Ctrl-C so the drill's revert still runs
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         if args.command == "run":
             return cmd_run(args)

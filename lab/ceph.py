@@ -220,7 +220,11 @@ class CephCluster:
         extra_rgw_conf: Mapping[str, str] | None = None,
     ) -> None:
         """``timeout`` bounds each wait for a daemon; ``extra_rgw_conf`` adds options to the
-        gateway's section (e.g. ``{"rgw_lc_debug_interval": "10"}`` for lifecycle drills)."""
+        gateway's section (e.g. ``{"rgw_lc_debug_interval": "10"}`` for lifecycle drills).
+
+        ``mon_port`` is fixed when the cluster is created (it is in the monmap); ``rgw_port`` may
+        change between runs. ``osd_size_bytes`` only matters when the OSD is created.
+        """
         self.root = Path(root).absolute()
         self.mon_port = mon_port
         self.rgw_port = rgw_port
@@ -432,7 +436,9 @@ class CephCluster:
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            raise CephError(f"{what}: {' '.join(argv)} timed out after {exc.timeout:.0f} s") from exc
+            raise CephError(
+                f"{what}: {' '.join(argv)} timed out after {exc.timeout:.0f} s"
+            ) from exc
         except OSError as exc:
             raise CephError(f"{what}: cannot run {argv[0]}: {exc}") from exc
         if proc.returncode != 0:
@@ -509,18 +515,42 @@ class CephCluster:
                 path.unlink()
 
     def _start(self, d: _Daemon, progress: Callable[[str], None]) -> None:
-        """Start ``d`` unless running, then wait until it is ready."""
-        pid = self._find_pid(d)
-        if pid is not None:
-            ok, detail = self._ready(d)
-            if ok:
-                return
-            progress(f"{d.short} running (pid {pid}), waiting: {detail}")
-        else:
-            progress(f"starting {d.short}")
-            self._clear_stale(d)
-            self._spawn(d)
-        self._wait_ready(d, progress)
+        """Start ``d`` unless it is running, then wait until it is ready.
+
+        A daemon found running but not ready is waited for; if it dies meanwhile (e.g. it was
+        just killed and had not yet been reaped) it is started like a missing one.
+        """
+        deadline = time.monotonic() + self.timeout
+        spawned_at: float | None = None
+        seen_since_spawn = False
+        detail = "no process"
+        announced = False
+        while True:
+            pid = self._find_pid(d)
+            if pid is not None:
+                ok, detail = self._ready(d)
+                if ok:
+                    if spawned_at is not None or announced:
+                        progress(f"{d.short} ready: {detail}")
+                    return
+                if spawned_at is not None:
+                    seen_since_spawn = True
+                elif not announced:
+                    progress(f"{d.short} running (pid {pid}), waiting: {detail}")
+                    announced = True
+            elif spawned_at is None:
+                progress(f"starting {d.short}")
+                self._clear_stale(d)
+                self._spawn(d)
+                spawned_at = time.monotonic()
+                deadline = max(deadline, spawned_at + self.timeout)
+                continue
+            elif seen_since_spawn or time.monotonic() - spawned_at > _SPAWN_GRACE:
+                # The launcher has returned, so a process that is gone (or never showed) is dead.
+                raise self._fail(d, "daemon exited during start-up")
+            if time.monotonic() > deadline:
+                raise self._fail(d, f"not ready within {self.timeout:.0f} s ({detail})")
+            time.sleep(0.1)
 
     def _spawn(self, d: _Daemon) -> None:
         """Launch the daemon in Ceph's daemon mode; the launcher returns once it has forked."""
@@ -546,26 +576,6 @@ class CephCluster:
                 raise self._fail(d, f"launcher did not return within {self.timeout:.0f} s") from exc
         if proc.returncode != 0:
             raise self._fail(d, f"failed to start ({' '.join(argv)} exited {proc.returncode})")
-
-    def _wait_ready(self, d: _Daemon, progress: Callable[[str], None]) -> None:
-        started = time.monotonic()
-        deadline = started + self.timeout
-        detail = "no process"
-        seen_pid = False
-        while True:
-            pid = self._find_pid(d)
-            if pid is not None:
-                seen_pid = True
-                ok, detail = self._ready(d)
-                if ok:
-                    progress(f"{d.short} ready: {detail}")
-                    return
-            elif seen_pid or time.monotonic() - started > _SPAWN_GRACE:
-                # The launcher has returned, so a process that is gone (or never showed) is dead.
-                raise self._fail(d, "daemon exited during start-up")
-            if time.monotonic() > deadline:
-                raise self._fail(d, f"not ready within {self.timeout:.0f} s ({detail})")
-            time.sleep(0.1)
 
     def _stop(self, d: _Daemon, grace: float) -> None:
         pid = self._find_pid(d)
@@ -594,9 +604,13 @@ class CephCluster:
         state = self._load_state()
         if not state:
             progress(f"creating cluster in {self.root}")
-            state = {"fsid": str(uuid.uuid4()), "mon_port": self.mon_port,
-                     "osd_uuid": str(uuid.uuid4()), "mon_created": False,
-                     "osd_created": False}
+            state = {
+                "fsid": str(uuid.uuid4()),
+                "mon_port": self.mon_port,
+                "osd_uuid": str(uuid.uuid4()),
+                "mon_created": False,
+                "osd_created": False,
+            }
             self._save_state(state)
         if state.get("mon_port") != self.mon_port:
             raise CephError(
@@ -616,13 +630,30 @@ class CephCluster:
         shutil.rmtree(mon_dir, ignore_errors=True)
         monmap = self.root / "monmap"
         self._run(
-            ["monmaptool", "--create", "--clobber", "--fsid", fsid,
-             "--addv", MON_ID, f"[v2:127.0.0.1:{self.mon_port}]", str(monmap)],
+            [
+                "monmaptool",
+                "--create",
+                "--clobber",
+                "--fsid",
+                fsid,
+                "--addv",
+                MON_ID,
+                f"[v2:127.0.0.1:{self.mon_port}]",
+                str(monmap),
+            ],
             "monmaptool",
         )
         self._run(
-            ["ceph-mon", "--mkfs", "-i", MON_ID, "--monmap", str(monmap),
-             "-c", str(self.conf_path)],
+            [
+                "ceph-mon",
+                "--mkfs",
+                "-i",
+                MON_ID,
+                "--monmap",
+                str(monmap),
+                "-c",
+                str(self.conf_path),
+            ],
             "ceph-mon --mkfs",
         )
 
@@ -637,8 +668,16 @@ class CephCluster:
         osd_dir.mkdir(parents=True)
         try:
             self._run(
-                ["ceph-osd", "--mkfs", "-i", str(OSD_ID), "--osd-uuid", osd_uuid,
-                 "-c", str(self.conf_path)],
+                [
+                    "ceph-osd",
+                    "--mkfs",
+                    "-i",
+                    str(OSD_ID),
+                    "--osd-uuid",
+                    osd_uuid,
+                    "-c",
+                    str(self.conf_path),
+                ],
                 "ceph-osd --mkfs",
             )
         except CephError as exc:
@@ -706,8 +745,9 @@ class CephCluster:
             info = self.admin("user", "create", f"--uid={uid}", f"--display-name={display_name}")
         keys = self._s3_keys(info, uid)
         if not keys:
-            info = self.admin("key", "create", f"--uid={uid}", "--key-type=s3",
-                              "--gen-access-key", "--gen-secret")
+            info = self.admin(
+                "key", "create", f"--uid={uid}", "--key-type=s3", "--gen-access-key", "--gen-secret"
+            )
             keys = self._s3_keys(info, uid)
         if not keys:
             raise CephError(f"user {uid} has no S3 key even after key create")

@@ -87,6 +87,11 @@ def test_soft_deletion_recovers_from_bucket_versions(lab: Lab, inventory: Invent
     assert {"object", "expected_sha256", "actual_sha256", "ok"} <= set(doc["integrity"][0])
     journal = (result.directory / "journal.jsonl").read_text().splitlines()
     assert any(json.loads(line).get("event") == "fault.injected" for line in journal)
+    secrets = [lab.state.operator_secret, lab.state.backup_secret, lab.state.restic_password,
+               lab.state.operator_key, lab.state.backup_key]
+    for f in result.directory.iterdir():
+        text = f.read_text()
+        assert not any(secret in text for secret in secrets), f"a credential leaked into {f.name}"
     html = (result.directory / "report.html").read_text()
     assert "PASS" in html and "<script" not in html and "http://" not in html.split("<body>")[0]
 
