@@ -17,7 +17,9 @@ from harness.errors import Inconclusive, StepFailed
 from harness.inventory import Asset, Inventory
 from harness.journal import Clock, Journal
 from harness.model import IntegrityCheck, Outcome, Phase, RestorePoint, Scalar, StepRecord
+from harness.targets.fleet import NodeHost, Orchestrator
 from harness.targets.inference import InferenceEndpoint
+from harness.targets.loadbalancer import LoadBalancer
 from harness.targets.restic import ResticRepo
 from harness.targets.s3 import S3Store
 
@@ -63,6 +65,19 @@ class Adapters:
             self._cache[name] = InferenceEndpoint(self.inventory.inference(name))
         ep: InferenceEndpoint = self._cache[name]
         return ep
+
+    def loadbalancer(self, name: str) -> LoadBalancer:
+        if name not in self._cache:
+            t = self.inventory.loadbalancer(name)
+            self._cache[name] = LoadBalancer(t.socket, t.backend, name=t.name)
+        lb: LoadBalancer = self._cache[name]
+        return lb
+
+    def node(self, name: str) -> NodeHost:
+        return NodeHost(self.inventory.node(name))
+
+    def orchestrator(self, name: str) -> Orchestrator:
+        return Orchestrator(self.inventory.orchestrator(name))
 
 
 class DrillContext:

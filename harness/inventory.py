@@ -120,7 +120,7 @@ class Asset:
     balancer: str | None = None
     orchestrator: str | None = None
     nodes: tuple[str, ...] = ()
-    fallback_model: str | None = None
+    fallback_golden: Path | None = None  # golden file of the degraded (fallback) model
 
 
 @dataclass(frozen=True)
@@ -410,7 +410,7 @@ def _targets(raw: dict[str, Any], r: _Reader) -> dict[str, Target]:
 def _asset(m: dict[str, Any], p: Path_, targets: dict[str, Target], file: Path, r: _Reader) -> Asset:
     r.known(m, p, {"id", "tier", "kind", "store", "bucket", "prefix", "manifest", "backup",
                    "backup_path", "served_by", "golden", "balancer", "orchestrator", "nodes",
-                   "fallback_model"})
+                   "fallback_golden"})
     tier = r.req(m, "tier", p)
     if isinstance(tier, bool) or tier not in (1, 2, 3):
         raise r.fail(p + ("tier",), f"must be 1, 2 or 3 (got {tier!r})")
@@ -458,8 +458,16 @@ def _asset(m: dict[str, Any], p: Path_, targets: dict[str, Target], file: Path, 
         manifest_key=prefix + r.string(m, "manifest", p, default="manifest.json"),
         backup=backup, backup_path=backup_path, served_by=served_by, golden=golden,
         balancer=balancer, orchestrator=orchestrator, nodes=tuple(nodes),
-        fallback_model=r.string(m, "fallback_model", p, required=False) or None,
+        fallback_golden=_golden_path(r, m, p, file, "fallback_golden"),
     )
+
+
+def _golden_path(r: _Reader, m: dict[str, Any], p: Path_, file: Path, key: str) -> Path | None:
+    raw = r.string(m, key, p, required=False)
+    path = (file.parent / raw).resolve() if raw else None
+    if path is not None and not path.is_file():
+        raise r.fail(p + (key,), f"file {path} does not exist")
+    return path
 
 
 def _objectives(top: dict[str, Any], assets: dict[str, Asset],

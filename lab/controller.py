@@ -48,6 +48,8 @@ CONFIG_NAME = "fleet.json"
 STATE_NAME = "controller-state.json"
 TICK_S = 0.2
 MAX_EVENTS = 300
+#: how long after the controller starts a node that never reported Ready is left to boot
+STARTUP_GRACE_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,12 @@ def _atomic_json(path: Path, doc: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, path)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -187,7 +195,7 @@ def run_agent(config: FleetConfig, node: str) -> int:
     signal.signal(signal.SIGINT, on_term)
     log.info("node %s agent up (pid %d)", node, os.getpid())
     while not stop:
-        (ndir / "heartbeat").write_text(f"{time.time():.3f}")
+        _atomic_text(ndir / "heartbeat", f"{time.time():.3f}")
         desired: dict[str, int] = _read_json(ndir / "desired.json", {})
         for name, child in list(children.items()):
             if child.proc.poll() is not None:
@@ -242,6 +250,8 @@ class NodeState:
     ready: bool = False
     pid: int | None = None
     since_utc: str = ""
+    #: seen Ready by this controller: a node still booting is not a lost node
+    seen_ready: bool = False
 
 
 @dataclass
@@ -278,6 +288,7 @@ class Controller:
                 self.replicas[name] = ReplicaState(home, home, free_port())
         self.events: list[dict[str, Any]] = list(doc.get("events", []))[-MAX_EVENTS:]
         self._last_desired: dict[str, dict[str, int]] = {}
+        self.started = time.monotonic()
 
     def event(self, name: str, **detail: Any) -> None:
         entry = {"utc": utc_now(), "event": name, **detail}
@@ -303,6 +314,7 @@ class Controller:
                     self.event("node.ready" if ready else "node.notready", node=name,
                                reason=reason)
                 st.ready, st.since_utc = ready, utc_now()
+            st.seen_ready |= ready
             st.pid = pid if alive else None
 
     def _choose(self, replica: ReplicaState) -> str | None:
@@ -341,7 +353,9 @@ class Controller:
                     r.pending_node = r.pending_port = None
                     r.ready_utc = utc_now()
                 continue
-            if not self.nodes[r.node].ready:
+            node = self.nodes[r.node]
+            booting = not node.seen_ready and time.monotonic() - self.started < STARTUP_GRACE_S
+            if not node.ready and not booting:
                 target = self._choose(r)
                 if target is not None and target != r.node:
                     self._schedule(name, r, target, f"node {r.node} NotReady")

@@ -253,7 +253,11 @@ backend {BACKEND}
                 last = {s.name: s.status for s in lb.servers().values()}
             except DrillbookError:
                 last = {}
-            if last and all(v == "UP" for v in last.values()):
+            state = _read_state(self.directory(lab))
+            settled = bool(state.get("replicas")) and all(
+                r.get("node") == r.get("home") and r.get("pending_node") is None
+                for r in state["replicas"].values())
+            if last and all(v == "UP" for v in last.values()) and settled:
                 return
             time.sleep(0.2)
         raise FleetError(f"fleet not serving after {timeout_s:g} s: HAProxy sees {last or 'nothing'}"
@@ -325,11 +329,7 @@ backend {BACKEND}
         if not self._ports_path(lab).exists():
             return [DaemonState("fleet", None, False, "not started")]
         pids = self._pids(lab)
-        state: dict[str, Any] = {}
-        try:
-            state = json.loads((self.directory(lab) / STATE_NAME).read_text())
-        except (OSError, ValueError):
-            pass
+        state = _read_state(self.directory(lab))
         out = [DaemonState("haproxy", pids["haproxy"], pids["haproxy"] is not None,
                            f"{self.frontend_url(lab)} runtime {self.socket_path(lab)}"),
                DaemonState("controller", pids["controller"], pids["controller"] is not None,
@@ -377,9 +377,17 @@ backend {BACKEND}
             "manifest": "manifest.json", "served_by": "fleet-frontend",
             "golden": str((lab.asset_dir / "golden.json").relative_to(lab.root)),
             "balancer": "fleet-lb", "orchestrator": "fleet-orchestrator", "nodes": nodes,
-            "fallback_model": FALLBACK_MODEL,
+            "fallback_golden": str((self.fallback_dir(lab) / "golden.json").relative_to(lab.root)),
         })
         inventory["objectives"].setdefault("assets", {})[SERVICE_ASSET] = {"rto_s": 120}
+
+
+def _read_state(fdir: Path) -> dict[str, Any]:
+    try:
+        doc: dict[str, Any] = json.loads((fdir / STATE_NAME).read_text())
+        return doc
+    except (OSError, ValueError):
+        return {}
 
 
 def power_on(config: FleetConfig, node: str) -> int:
