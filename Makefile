@@ -13,6 +13,7 @@ drill: setup
 	$(BIN)/drillbook lab up
 	$(BIN)/drillbook run artifact-deletion --variant soft
 	$(BIN)/drillbook run artifact-deletion --variant purge
+	$(BIN)/drillbook run gpu-node-loss --variant crash
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -380,6 +380,12 @@ backend {BACKEND}
             "fallback_golden": str((self.fallback_dir(lab) / "golden.json").relative_to(lab.root)),
         })
         inventory["objectives"].setdefault("assets", {})[SERVICE_ASSET] = {"rto_s": 120}
+        # The fleet's SLO and load, unless the lab already states them. Six users keep the three
+        # replicas' device slots busy, so losing one shows as lost throughput; the fallback pool
+        # (two slower slots) cannot meet the p95 or the throughput: degraded, not full, service.
+        inventory.setdefault("slo", {"error_rate": 0.01, "p95_ms": 150, "throughput_ratio": 0.8,
+                                     "sustain_s": 3})
+        inventory.setdefault("load", {"users": 6, "baseline_s": 3, "acceptance_s": 3})
 
 
 def _read_state(fdir: Path) -> dict[str, Any]:
