@@ -375,9 +375,10 @@ backend {BACKEND}
             "id": SERVICE_ASSET, "tier": 1, "kind": "inference-service",
             "store": "artifact-store", "bucket": MODELS_BUCKET, "prefix": f"{MODEL_NAME}/",
             "manifest": "manifest.json", "served_by": "fleet-frontend",
-            "golden": str((lab.asset_dir / "golden.json").relative_to(lab.root)),
+            # absolute: a copy of the inventory elsewhere still finds them
+            "golden": str(lab.asset_dir / "golden.json"),
             "balancer": "fleet-lb", "orchestrator": "fleet-orchestrator", "nodes": nodes,
-            "fallback_golden": str((self.fallback_dir(lab) / "golden.json").relative_to(lab.root)),
+            "fallback_golden": str(self.fallback_dir(lab) / "golden.json"),
         })
         inventory["objectives"].setdefault("assets", {})[SERVICE_ASSET] = {"rto_s": 120}
         # The fleet's SLO and load, unless the lab already states them. Six users keep the three
