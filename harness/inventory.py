@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from harness.errors import InventoryError
+from harness.load import SLO, LoadSettings
 
 ASSET_KINDS = ("model-weights", "inference-service")
 TARGET_KINDS = ("s3", "restic", "inference", "loadbalancer", "node", "orchestrator")
@@ -142,6 +143,8 @@ class Inventory:
     probe_interval_s: float
     detect_timeout_s: float
     step_timeout_s: float
+    slo: SLO = field(default_factory=SLO)
+    load: LoadSettings = field(default_factory=LoadSettings)
 
     def objectives_for(self, asset: Asset) -> Targets:
         """RTO/RPO targets for an asset: its own override, else its tier's, and where they came from."""
@@ -323,7 +326,8 @@ def load_inventory(path: Path | str) -> Inventory:
 
 def _build(file: Path, data: Any, r: _Reader) -> Inventory:
     top = r.mapping(data, ())
-    r.known(top, (), {"version", "site", "targets", "assets", "objectives", "guards", "probe"})
+    r.known(top, (), {"version", "site", "targets", "assets", "objectives", "guards", "probe",
+                      "slo", "load"})
     if top.get("version") != 1:
         raise r.fail(("version",), f"must be 1 (got {top.get('version')!r})")
     site = r.string(top, "site", ())
@@ -353,6 +357,73 @@ def _build(file: Path, data: Any, r: _Reader) -> Inventory:
         probe_interval_s=r.number(probe, "interval_s", ("probe",), 0.5),
         detect_timeout_s=r.number(probe, "detect_timeout_s", ("probe",), 120.0),
         step_timeout_s=r.number(probe, "step_timeout_s", ("probe",), 600.0),
+        slo=_slo(top, r),
+        load=_load(top, r),
+    )
+
+
+def _fraction(r: _Reader, m: dict[str, Any], key: str, p: Path_, default: float, *,
+              zero_ok: bool) -> float:
+    if key not in m:
+        return default
+    v = m[key]
+    number = not isinstance(v, bool) and isinstance(v, (int, float))
+    if not number or not ((v >= 0) if zero_ok else (v > 0)) or v > 1:
+        span = "[0, 1]" if zero_ok else "(0, 1]"
+        raise r.fail(p + (key,), f"must be a fraction in {span} (got {v!r})")
+    return float(v)
+
+
+def _count(r: _Reader, m: dict[str, Any], key: str, p: Path_, default: int, *,
+           minimum: int) -> int:
+    if key not in m:
+        return default
+    v = m[key]
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise r.fail(p + (key,), f"must be a whole number >= {minimum} (got {v!r})")
+    return v
+
+
+def _positive(r: _Reader, m: dict[str, Any], key: str, p: Path_, default: float) -> float:
+    if key not in m:
+        return default
+    v = m[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+        raise r.fail(p + (key,), f"must be a positive number (got {v!r})")
+    return float(v)
+
+
+def _slo(top: dict[str, Any], r: _Reader) -> SLO:
+    """The endpoint's service level: judged per second of load (see harness.load)."""
+    p: Path_ = ("slo",)
+    m = r.mapping({} if top.get("slo") is None else top["slo"], p)
+    r.known(m, p, {"error_rate", "p95_ms", "throughput_ratio", "sustain_s"})
+    d = SLO()
+    return SLO(
+        max_error_rate=_fraction(r, m, "error_rate", p, d.max_error_rate, zero_ok=True),
+        max_p95_ms=_positive(r, m, "p95_ms", p, d.max_p95_ms),
+        min_throughput_ratio=_fraction(r, m, "throughput_ratio", p, d.min_throughput_ratio,
+                                       zero_ok=False),
+        sustain_s=r.number(m, "sustain_s", p, d.sustain_s),
+    )
+
+
+def _load(top: dict[str, Any], r: _Reader) -> LoadSettings:
+    p: Path_ = ("load",)
+    m = r.mapping({} if top.get("load") is None else top["load"], p)
+    r.known(m, p, {"users", "spawn_rate", "baseline_s", "acceptance_s", "workers"})
+    d = LoadSettings()
+    users = _count(r, m, "users", p, d.users, minimum=1)
+    workers = _count(r, m, "workers", p, d.workers, minimum=0)
+    if workers > users:
+        raise r.fail(p + ("workers",), f"{workers} workers for {users} users would leave "
+                     f"workers idle (at most users)")
+    return LoadSettings(
+        users=users,
+        spawn_rate=_positive(r, m, "spawn_rate", p, d.spawn_rate),
+        baseline_s=r.number(m, "baseline_s", p, d.baseline_s),
+        acceptance_s=r.number(m, "acceptance_s", p, d.acceptance_s),
+        workers=workers,
     )
 
 

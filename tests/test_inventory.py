@@ -8,6 +8,7 @@ import pytest
 
 from harness.errors import InventoryError
 from harness.inventory import load_inventory
+from harness.load import SLO, LoadSettings
 
 GOOD = """\
 version: 1
@@ -121,3 +122,68 @@ def test_missing_objective_is_reported_on_the_asset(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InventoryError, match="cannot read"):
         load_inventory(tmp_path / "nope.yaml")
+
+
+# --- slo: and load: sections (harness.load) ------------------------------------------------------
+
+SLO_LOAD = """\
+slo:
+  error_rate: 0.02
+  p95_ms: 250
+  throughput_ratio: 0.9
+  sustain_s: 3
+load:
+  users: 8
+  spawn_rate: 50
+  baseline_s: 6
+  acceptance_s: 4
+  workers: 2
+"""
+SLO_LINE = GOOD.count("\n") + 1  # line of "slo:" once appended
+
+
+def test_slo_and_load_default_when_absent(tmp_path: Path) -> None:
+    inv = load_inventory(write(tmp_path, GOOD))
+    assert inv.slo == SLO() and inv.load == LoadSettings()
+    assert (inv.slo.max_error_rate, inv.slo.max_p95_ms, inv.slo.min_throughput_ratio,
+            inv.slo.sustain_s) == (0.01, 500.0, 0.8, 5.0)
+    assert (inv.load.users, inv.load.spawn_rate, inv.load.workers) == (4, 100.0, 0)
+
+
+def test_slo_and_load_sections_load(tmp_path: Path) -> None:
+    inv = load_inventory(write(tmp_path, GOOD + SLO_LOAD))
+    assert inv.slo == SLO(max_error_rate=0.02, max_p95_ms=250.0, min_throughput_ratio=0.9,
+                          sustain_s=3.0)
+    assert inv.load == LoadSettings(users=8, spawn_rate=50.0, baseline_s=6.0, acceptance_s=4.0,
+                                    workers=2)
+    profile = inv.load.profile("http://127.0.0.1:1", "m", [[0.0]], duration_s=7)
+    assert (profile.users, profile.workers, profile.duration_s) == (8, 2, 7)
+
+
+@pytest.mark.parametrize("old, new, offset, field, needle", [
+    ("  error_rate: 0.02\n", "  error_rate: 1.5\n", 1, "slo.error_rate", "fraction in [0, 1]"),
+    ("  error_rate: 0.02\n", "  error_rate: lots\n", 1, "slo.error_rate", "fraction"),
+    ("  p95_ms: 250\n", "  p95_ms: 0\n", 2, "slo.p95_ms", "positive number"),
+    ("  throughput_ratio: 0.9\n", "  throughput_ratio: 0\n", 3, "slo.throughput_ratio",
+     "fraction in (0, 1]"),
+    ("  sustain_s: 3\n", "  sustain_s: -1\n", 4, "slo.sustain_s", "positive number"),
+    ("  sustain_s: 3\n", "  sustain_s: 3\n  sustian_s: 3\n", 5, "slo.sustian_s", "unknown field"),
+    ("  users: 8\n", "  users: 2.5\n", 6, "load.users", "whole number >= 1"),
+    ("  users: 8\n", "  users: 0\n", 6, "load.users", "whole number >= 1"),
+    ("  spawn_rate: 50\n", "  spawn_rate: true\n", 7, "load.spawn_rate", "positive number"),
+    ("  baseline_s: 6\n", "  baseline_s: 0\n", 8, "load.baseline_s", "positive number"),
+    ("  acceptance_s: 4\n", "  acceptance_s: soon\n", 9, "load.acceptance_s", "positive number"),
+    ("  workers: 2\n", "  workers: -1\n", 10, "load.workers", "whole number >= 0"),
+    ("  workers: 2\n", "  workers: 9\n", 10, "load.workers", "idle"),
+    (SLO_LOAD[SLO_LOAD.index("load:"):], "load: 4\n", 5, "load", "must be a mapping"),
+])
+def test_bad_slo_or_load_names_line_and_field(tmp_path: Path, old: str, new: str, offset: int,
+                                              field: str, needle: str) -> None:
+    assert old in SLO_LOAD
+    with pytest.raises(InventoryError) as info:
+        load_inventory(write(tmp_path, GOOD + SLO_LOAD.replace(old, new, 1)))
+    err = info.value
+    line = SLO_LINE + offset
+    assert (err.line, err.field) == (line, field), str(err)
+    assert needle in err.message
+    assert str(err).startswith(f"{tmp_path / 'inventory.yaml'}:{line}: {field}:")
