@@ -198,7 +198,9 @@ class FleetDrill(Scenario):
         settings = self.ctx.inventory.load
         fe = self.frontend.target
         profile = settings.profile(fe.url, fe.model, self.golden.inputs, duration_s=duration_s)
-        return LoadRun(profile, log_dir=self.ctx.work_dir / self.ctx.drill_id / f"load-{label}")
+        # absolute: the worker runs in that directory, and the evidence root may be relative
+        log_dir = (self.ctx.work_dir / self.ctx.drill_id / f"load-{label}").resolve()
+        return LoadRun(profile, log_dir=log_dir)
 
     # -- waiting on the fleet ---------------------------------------------------------------------
 
