@@ -19,6 +19,7 @@ drill: setup
 	DRILLBOOK_SIGNING_KEY=$(SIGNING_KEY).key $(BIN)/drillbook run artifact-deletion --variant purge
 	DRILLBOOK_SIGNING_KEY=$(SIGNING_KEY).key $(BIN)/drillbook run annotation-db-loss
 	DRILLBOOK_SIGNING_KEY=$(SIGNING_KEY).key $(BIN)/drillbook run registry-loss
+	DRILLBOOK_SIGNING_KEY=$(SIGNING_KEY).key $(BIN)/drillbook run gpu-node-loss --variant crash
 	$(BIN)/drillbook history --evidence-dir evidence
 
 test: setup test-deps

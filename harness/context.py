@@ -18,7 +18,9 @@ from harness.inventory import Asset, Inventory
 from harness.journal import Clock, Journal
 from harness.model import IntegrityCheck, Outcome, Phase, RestorePoint, Scalar, StepRecord
 from harness.targets.database import Database
+from harness.targets.fleet import NodeHost, Orchestrator
 from harness.targets.inference import InferenceEndpoint
+from harness.targets.loadbalancer import LoadBalancer
 from harness.targets.registry import MlflowRegistry
 from harness.targets.restic import ResticRepo
 from harness.targets.s3 import S3Store
@@ -77,6 +79,19 @@ class Adapters:
             self._cache[name] = MlflowRegistry(self.inventory.mlflow(name))
         reg: MlflowRegistry = self._cache[name]
         return reg
+
+    def loadbalancer(self, name: str) -> LoadBalancer:
+        if name not in self._cache:
+            t = self.inventory.loadbalancer(name)
+            self._cache[name] = LoadBalancer(t.socket, t.backend, name=t.name)
+        lb: LoadBalancer = self._cache[name]
+        return lb
+
+    def node(self, name: str) -> NodeHost:
+        return NodeHost(self.inventory.node(name))
+
+    def orchestrator(self, name: str) -> Orchestrator:
+        return Orchestrator(self.inventory.orchestrator(name))
 
 
 class DrillContext:

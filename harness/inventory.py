@@ -19,8 +19,8 @@ import yaml
 from harness.errors import InventoryError
 from harness.load import SLO, LoadSettings
 
-ASSET_KINDS = ("model-weights",)
-TARGET_KINDS = ("s3", "restic", "inference")
+ASSET_KINDS = ("model-weights", "inference-service")
+TARGET_KINDS = ("s3", "restic", "inference", "loadbalancer", "node", "orchestrator")
 #: Assets that live in a PostgreSQL database, backed up as pg_dump archives in an S3 bucket.
 DB_ASSET_KINDS = ("annotation-db", "model-registry")
 DB_TARGET_KINDS = ("postgres", "mlflow")
@@ -88,7 +88,42 @@ class MlflowTarget:
     kind: str = "mlflow"
 
 
-Target = S3Target | ResticTarget | InferenceTarget | PostgresTarget | MlflowTarget
+@dataclass(frozen=True)
+class LoadBalancerTarget:
+    """An HAProxy backend driven through its runtime API socket."""
+
+    name: str
+    socket: Path
+    backend: str
+    frontend: str | None  # the inference target clients reach through it
+    drill_safe: bool
+    kind: str = "loadbalancer"
+
+
+@dataclass(frozen=True)
+class NodeTarget:
+    """A serving node: its pid file (the node's process group leader) and the command that
+    powers it back on."""
+
+    name: str
+    pidfile: Path
+    power_on: tuple[str, ...]
+    drill_safe: bool
+    kind: str = "node"
+
+
+@dataclass(frozen=True)
+class OrchestratorTarget:
+    """Where the orchestrator publishes node and replica placement (read-only)."""
+
+    name: str
+    state_file: Path
+    drill_safe: bool = False
+    kind: str = "orchestrator"
+
+
+Target = (S3Target | ResticTarget | InferenceTarget | PostgresTarget | MlflowTarget
+          | LoadBalancerTarget | NodeTarget | OrchestratorTarget)
 
 
 @dataclass(frozen=True)
@@ -106,6 +141,11 @@ class Asset:
     golden: Path | None
     #: for database assets (annotation-db, model-registry): the database's name on ``store``
     database: str | None = None
+    # inference-service assets: the fleet behind the endpoint
+    balancer: str | None = None
+    orchestrator: str | None = None
+    nodes: tuple[str, ...] = ()
+    fallback_golden: Path | None = None  # golden file of the degraded (fallback) model
 
 
 @dataclass(frozen=True)
@@ -188,6 +228,21 @@ class Inventory:
     def mlflow(self, name: str) -> MlflowTarget:
         t = self.targets[name]
         assert isinstance(t, MlflowTarget)
+        return t
+
+    def loadbalancer(self, name: str) -> LoadBalancerTarget:
+        t = self.targets[name]
+        assert isinstance(t, LoadBalancerTarget)
+        return t
+
+    def node(self, name: str) -> NodeTarget:
+        t = self.targets[name]
+        assert isinstance(t, NodeTarget)
+        return t
+
+    def orchestrator(self, name: str) -> OrchestratorTarget:
+        t = self.targets[name]
+        assert isinstance(t, OrchestratorTarget)
         return t
 
 
@@ -501,6 +556,21 @@ def _targets(raw: dict[str, Any], r: _Reader) -> dict[str, Target]:
             out[name] = InferenceTarget(name, url.rstrip("/"), r.string(m, "model", p), safe)
         elif kind in DB_TARGET_KINDS:
             out[name] = _db_target(name, kind, m, p, safe, r)
+        elif kind == "loadbalancer":
+            r.known(m, p, {"kind", "socket", "backend", "frontend", "drill_safe"})
+            out[name] = LoadBalancerTarget(name, Path(r.string(m, "socket", p)),
+                                           r.string(m, "backend", p),
+                                           r.string(m, "frontend", p, required=False) or None,
+                                           safe)
+        elif kind == "node":
+            r.known(m, p, {"kind", "pidfile", "power_on", "drill_safe"})
+            cmd = m.get("power_on", [])
+            if not isinstance(cmd, list) or not all(isinstance(x, str) and x for x in cmd):
+                raise r.fail(p + ("power_on",), "must be a command as a list of strings")
+            out[name] = NodeTarget(name, Path(r.string(m, "pidfile", p)), tuple(cmd), safe)
+        elif kind == "orchestrator":
+            r.known(m, p, {"kind", "state_file", "drill_safe"})
+            out[name] = OrchestratorTarget(name, Path(r.string(m, "state_file", p)), safe)
         else:
             kinds = ", ".join(TARGET_KINDS + DB_TARGET_KINDS)
             raise r.fail(p + ("kind",), f"unknown target kind {kind!r} (one of: {kinds})")
@@ -511,7 +581,8 @@ def _asset(m: dict[str, Any], p: Path_, targets: dict[str, Target], file: Path, 
     if m.get("kind") in DB_ASSET_KINDS:
         return _db_asset(m, p, targets, r)
     r.known(m, p, {"id", "tier", "kind", "store", "bucket", "prefix", "manifest", "backup",
-                   "backup_path", "served_by", "golden"})
+                   "backup_path", "served_by", "golden", "balancer", "orchestrator", "nodes",
+                   "fallback_golden"})
     tier = r.req(m, "tier", p)
     if isinstance(tier, bool) or tier not in (1, 2, 3):
         raise r.fail(p + ("tier",), f"must be 1, 2 or 3 (got {tier!r})")
@@ -544,12 +615,32 @@ def _asset(m: dict[str, Any], p: Path_, targets: dict[str, Target], file: Path, 
     backup_path = r.string(m, "backup_path", p, required=False) or None
     if backup and not backup_path:
         raise r.fail(p + ("backup_path",), "is required when backup is given")
+    balancer = ref("balancer", LoadBalancerTarget, kind == "inference-service")
+    orchestrator = ref("orchestrator", OrchestratorTarget, False)
+    nodes = m.get("nodes", [])
+    if not isinstance(nodes, list) or (kind == "inference-service" and not nodes):
+        raise r.fail(p + ("nodes",), "must be a non-empty list of node target names")
+    for i, n in enumerate(nodes):
+        if not isinstance(targets.get(n), NodeTarget):
+            raise r.fail(p + ("nodes", i), f"names {n!r}, which is not a node target")
+    if kind == "inference-service" and served_by is None:
+        raise r.fail(p + ("served_by",), "is required for an inference-service (its frontend)")
     return Asset(
         id=r.string(m, "id", p), tier=int(tier), kind=kind, store=store,
         bucket=r.string(m, "bucket", p), prefix=prefix,
         manifest_key=prefix + r.string(m, "manifest", p, default="manifest.json"),
         backup=backup, backup_path=backup_path, served_by=served_by, golden=golden,
+        balancer=balancer, orchestrator=orchestrator, nodes=tuple(nodes),
+        fallback_golden=_golden_path(r, m, p, file, "fallback_golden"),
     )
+
+
+def _golden_path(r: _Reader, m: dict[str, Any], p: Path_, file: Path, key: str) -> Path | None:
+    raw = r.string(m, key, p, required=False)
+    path = (file.parent / raw).resolve() if raw else None
+    if path is not None and not path.is_file():
+        raise r.fail(p + (key,), f"file {path} does not exist")
+    return path
 
 
 def _objectives(top: dict[str, Any], assets: dict[str, Asset],

@@ -297,8 +297,9 @@ class LoadRun:
     def __init__(self, profile: LoadProfile, *, log_dir: Path) -> None:
         profile.validate()
         self.profile = profile
-        self.log_dir = log_dir
-        self.log_path = log_dir / "load-worker.log"
+        # absolute: the worker runs inside this directory, so a relative path would resolve twice
+        self.log_dir = log_dir.resolve()
+        self.log_path = self.log_dir / "load-worker.log"
         self._lock = threading.Lock()
         self._samples: list[SecondSample] = []
         self._started = threading.Event()

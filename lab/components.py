@@ -45,5 +45,14 @@ def _registry() -> LabComponent:
 COMPONENTS: list[Callable[[], LabComponent]] = [_postgres, _registry]
 
 
+def _fleet() -> LabComponent:
+    from lab.fleet import Fleet
+
+    return Fleet()
+
+
+COMPONENTS.append(_fleet)
+
+
 def components() -> list[LabComponent]:
     return [factory() for factory in COMPONENTS]

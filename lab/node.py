@@ -28,6 +28,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -301,6 +302,10 @@ class NodeService:
         model_name: str,
         cache_dir: Path,
         owns_cache_dir: bool = False,
+        serve_as: str | None = None,
+        device_ms: float = 0.0,
+        device_slots: int = 1,
+        warmup: int = 0,
     ) -> None:
         self.s3_client = s3_client
         self.bucket = bucket
@@ -319,6 +324,13 @@ class NodeService:
         self._attempt = 0
         self._reloading = False
         self._loader: threading.Thread | None = None
+        # Fleet extensions (all off by default): the name the model also answers to (a fallback
+        # pool serving a smaller model under the service's name), the accelerator stand-in, and
+        # warm-up passes run before the node reports ready.
+        self._names = {model_name} | ({serve_as} if serve_as else set())
+        self.device_ms = device_ms
+        self._device = threading.BoundedSemaphore(max(1, device_slots))
+        self.warmup = warmup
 
     # -- state -----------------------------------------------------------
 
@@ -379,6 +391,7 @@ class NodeService:
                     self._set_state(STATE_LOADING, None)
             try:
                 model = self._pull_and_load(dest)
+                self._warm_up(model)
             except _LoadFailed as exc:
                 return self._fail(dest, exc)
             # Whatever goes wrong while loading, the node must end up in a
@@ -400,6 +413,27 @@ class NodeService:
             if old is not None and old.directory != model.directory:
                 shutil.rmtree(old.directory, ignore_errors=True)
             return LoadOutcome(True, None, model.files, model.manifest_sha256)
+
+    def _warm_up(self, model: LoadedModel) -> None:
+        """Run forward passes (each paying the device time) before the node reports ready, as a
+        serving runtime compiles kernels and fills caches before taking traffic."""
+        if self.warmup <= 0:
+            return
+        batch: FloatArray = np.zeros((1, model.config.input_dim), dtype=np.float32)
+        for _ in range(self.warmup):
+            self._run_on_device(model, batch)
+        log.info("model=%s warm-up: %d passes", self.model_name, self.warmup)
+
+    def _run_on_device(self, model: LoadedModel, batch: FloatArray) -> FloatArray:
+        """One forward pass holding a device slot. The lab has no GPU: ``device_ms`` stands for
+        the accelerator's time per batch, so that a node has a finite capacity as a real one
+        does and losing a node costs throughput."""
+        with self._device:
+            with np.errstate(over="ignore", invalid="ignore"):
+                outputs = forward(model.weights, model.config, batch)
+            if self.device_ms > 0:
+                time.sleep(self.device_ms / 1000.0)
+        return outputs
 
     def _fail(self, dest: Path, exc: _LoadFailed) -> LoadOutcome:
         with self._lock:
@@ -527,7 +561,7 @@ class NodeService:
         if parts == ["v2", "repository", "index"]:
             return {"GET": self._repository_index, "POST": self._repository_index}
         if len(parts) in (3, 4) and parts[:2] == ["v2", "models"]:
-            if parts[2] != self.model_name:
+            if parts[2] not in self._names:
                 return 404, {"error": f"unknown model {parts[2]!r}"}
             rest = parts[3:]
             if not rest:
@@ -625,8 +659,7 @@ class NodeService:
         batch = _parse_infer_inputs(request, model.config.input_dim)
         # Huge-but-finite inputs can overflow inside the first matmul; that is the
         # caller's problem (400), not a server warning or a NaN in the JSON.
-        with np.errstate(over="ignore", invalid="ignore"):
-            outputs = forward(model.weights, model.config, batch)
+        outputs = self._run_on_device(model, batch)
         if not np.isfinite(outputs).all():
             raise _BadRequest("input values overflow the model (non-finite output)")
         response: dict[str, Any] = {
@@ -778,6 +811,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--region", default="default")
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--serve-as", default=None,
+                        help="another name the model answers to under /v2/models/{name}")
+    parser.add_argument("--device-ms", type=float, default=0.0,
+                        help="stand-in accelerator time per batch, in ms (0 = none)")
+    parser.add_argument("--device-slots", type=int, default=1,
+                        help="batches the stand-in accelerator runs at once")
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="forward passes to run before reporting ready")
     return parser.parse_args(argv)
 
 
@@ -803,6 +844,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_name=args.model_name,
         cache_dir=cache_dir,
         owns_cache_dir=owned,
+        serve_as=args.serve_as,
+        device_ms=args.device_ms,
+        device_slots=args.device_slots,
+        warmup=args.warmup,
     )
     try:
         server = make_server(service, args.host, args.port)
