@@ -31,8 +31,13 @@ class LabComponent(Protocol):
         ...
 
 
+def _data() -> LabComponent:
+    from lab.data import DataComponent  # imported late: it imports the stack's helpers
+    return DataComponent()
+
+
 #: Factories of the components `lab up` starts, in order.
-COMPONENTS: list[Callable[[], LabComponent]] = []
+COMPONENTS: list[Callable[[], LabComponent]] = [_data]
 
 
 def components() -> list[LabComponent]:
