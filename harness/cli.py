@@ -1,6 +1,7 @@
 """The ``drillbook`` command.
 
     drillbook run SCENARIO [--variant V] [--asset ID] [--inventory PATH]   run one drill
+    drillbook drill --random-tier1 [--seed N]                             the quarterly drill
     drillbook scenarios                                                   list installed scenarios
     drillbook inventory check PATH                                        validate an inventory
     drillbook report DIR                                                  re-render a drill's report
@@ -19,7 +20,7 @@ from pathlib import Path
 from harness.errors import DrillbookError, InventoryError, UsageError
 from harness.inventory import Inventory, load_inventory
 from harness.model import EXIT_INTERRUPTED, EXIT_USAGE, Verdict
-from harness.runner import DrillRequest, run_drill
+from harness.runner import DrillRequest, DrillResult, run_drill
 from harness.scenario import discover, get_scenario
 
 EXIT_CODES = f"""exit codes:
@@ -76,6 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="print only the summary")
 
     sub.add_parser("scenarios", help="list installed scenarios")
+
+    drl = sub.add_parser("drill", help="the quarterly drill: a random Tier 1 asset, end to end",
+                         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    drl.add_argument("--random-tier1", action="store_true", required=True,
+                     help="pick a random Tier 1 asset and a scenario that fits its kind")
+    drl.add_argument("--seed", type=int, help="seed for the pick (default: random; recorded)")
+    drl.add_argument("--inventory", type=Path, help="site inventory YAML (default as for run)")
+    drl.add_argument("--evidence-dir", type=Path, default=Path("evidence"))
+    drl.add_argument("--quiet", action="store_true", help="print only the summary")
 
     inv = sub.add_parser("inventory", help="inventory tools")
     inv_sub = inv.add_subparsers(dest="inventory_command", required=True, parser_class=_Parser)
@@ -140,8 +150,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         asset_id = fits[0]
     req = DrillRequest(cls, args.variant or cls.variants[0], asset_id, args.evidence_dir,
                        dry_run=args.dry_run)
-    from reports.render import write_evidence
     result = run_drill(inventory, req, progress=(lambda m: None) if args.quiet else _progress)
+    return _summarise(result)
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    from scenarios.random_tier1 import run_random_tier1
+    sel, result = run_random_tier1(_inventory_for(args), args.evidence_dir, seed=args.seed,
+                                   progress=(lambda m: None) if args.quiet else _progress)
+    print(f"seed: {sel.seed} scenario: {sel.scenario} variant: {sel.variant} asset: {sel.asset}")
+    return _summarise(result)
+
+
+def _summarise(result: DrillResult) -> int:
+    from reports.render import write_evidence
     paths = write_evidence(result.evidence, result.directory)
     ev = result.evidence
     print(f"verdict: {ev.verdict.value}")
@@ -203,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "scenarios":
             return cmd_scenarios()
+        if args.command == "drill":
+            return cmd_drill(args)
         if args.command == "inventory":
             inv = load_inventory(args.path)
             print(f"{inv.path}: valid ({len(inv.targets)} targets, {len(inv.assets)} assets)")
@@ -221,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except DrillbookError as exc:
         _err(str(exc))
-        return Verdict.INCONCLUSIVE.exit_code if args.command == "run" else 1
+        return Verdict.INCONCLUSIVE.exit_code if args.command in ("run", "drill") else 1
     return EXIT_USAGE
 
 

@@ -38,7 +38,8 @@ from typing import Any
 
 #: S3 error codes that no retry will cure: the job reports them at once.
 PERMANENT_ERRORS = ("QuotaExceeded", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-                    "UserSuspended", "AccessDenied", "does not exist in our records")
+                    "UserSuspended", "AccessDenied", "Access Denied",
+                    "does not exist in our records")
 _SNAPSHOT_SAVED = re.compile(r"snapshot ([0-9a-f]{8,}) saved")
 
 
@@ -57,17 +58,6 @@ def read_credentials(path: Path) -> tuple[str, str]:
     return section["aws_access_key_id"], section["aws_secret_access_key"]
 
 
-def write_credentials(path: Path, access_key: str, secret_key: str) -> None:
-    """Atomically (re)write a credentials file, readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(f"[default]\naws_access_key_id = {access_key}\n"
-                 f"aws_secret_access_key = {secret_key}\n")
-    os.replace(tmp, path)
-
-
 def s3_client(cfg: dict[str, Any]) -> Any:
     import boto3
     from botocore.config import Config
@@ -81,6 +71,17 @@ def s3_client(cfg: dict[str, Any]) -> Any:
                       retries={"max_attempts": 1, "mode": "standard"},
                       request_checksum_calculation="when_required",
                       response_checksum_validation="when_required"))
+
+
+def check_credentials(cfg: dict[str, Any]) -> Any:
+    """A client, after one authenticated call that involves no bucket policy: a revoked key or a
+    suspended account is then reported as such, not as AccessDenied on some bucket."""
+    client = s3_client(cfg)
+    try:
+        client.list_buckets()
+    except Exception as exc:
+        raise JobError(f"the store refused the job's credentials: {describe(exc)}") from exc
+    return client
 
 
 def list_objects(client: Any, bucket: str, prefix: str) -> dict[str, str]:
@@ -201,7 +202,7 @@ def backup_once(cfg: dict[str, Any]) -> dict[str, Any]:
             index: dict[str, str] = {}
             if index_path.exists():
                 index = json.loads(index_path.read_text())
-            client = s3_client(cfg)
+            client = check_credentials(cfg)
             paths = []
             for src in job["sources"]:
                 dest = stage / src["bucket"] / src["prefix"].rstrip("/")
@@ -241,7 +242,7 @@ def replicate_once(cfg: dict[str, Any]) -> dict[str, Any]:
         try:
             state: dict[str, str] = json.loads(state_path.read_text()) if \
                 state_path.exists() else {}
-            client = s3_client(cfg)
+            client = check_credentials(cfg)
             replica = job["replica_bucket"]
             for src in job["sources"]:
                 bucket, prefix = src["bucket"], src["prefix"]

@@ -40,8 +40,8 @@ import numpy as np
 from harness.integrity import sha256_file
 from harness.inventory import ResticTarget, Secret
 from harness.targets.restic import ResticRepo
+from harness.targets.restic import write_credentials_file as write_credentials
 from harness.targets.s3 import S3Store
-from lab.backup_scheduler import write_credentials
 from lab.ceph import DaemonState
 from lab.components import Progress
 from lab.lora import generate_adapter, load_adapter, write_adapter_golden
@@ -426,14 +426,14 @@ class DataComponent:
     def contribute(self, lab: Lab, inventory: dict[str, Any]) -> None:
         from lab.stack import MODEL_NAME, MODELS_BUCKET, REGION
         s = lab.state
-        me = [sys.executable, "-m", "lab.data", "--dir", str(lab.root)]
+        me = [sys.executable, "-P", "-m", "lab.data", "--dir", str(lab.root)]
         cfg = json.loads(config_path(lab).read_text()) if config_path(lab).exists() else {}
 
         def job(role: str, name: str) -> dict[str, Any]:
             return {"kind": "job", "role": role, "status_file": str(status_path(lab, name)),
                     "period_s": float(cfg.get(name, {}).get("period_s", DEFAULT_PERIODS[name])),
                     "start_command": [*me, "start", name], "stop_command": [*me, "stop", name],
-                    "run_command": [sys.executable, "-m", "lab.backup_scheduler", "--config",
+                    "run_command": [sys.executable, "-P", "-m", "lab.backup_scheduler", "--config",
                                     str(config_path(lab)), "--job", name, "--once"],
                     "credentials_file": str(credentials_path(lab)),
                     "service_account": BACKUP_USER, "admin": "rgw-admin", "drill_safe": True}
@@ -471,6 +471,11 @@ class DataComponent:
              "manifest": f"versions/{PINNED_VERSION}.json",
              "backup_path": backup_path(lab, DATASETS_BUCKET, DATASET_PREFIX)},
         ]
+        # a credential or capacity fault is seen at the job's next run: give detection time
+        probe = inventory.setdefault("probe", {})
+        longest = max(float(cfg.get(j, {}).get("period_s", DEFAULT_PERIODS[j])) for j in JOBS)
+        probe["detect_timeout_s"] = max(float(probe.get("detect_timeout_s", 30)),
+                                        2 * longest + 30)
         # scheduled backups every 30 s make a tight RPO meaningful for the data assets
         assets = inventory["objectives"].setdefault("assets", {})
         assets.update({"lab-lora-adapter": {"rpo_s": 300}, "lab-dataset": {"rpo_s": 300},

@@ -191,6 +191,17 @@ def read_credentials_file(path: Path) -> dict[str, str]:
         raise Inconclusive(f"cannot read the backup credentials file {path}: {exc}") from exc
 
 
+def write_credentials_file(path: Path, access_key: str, secret_key: str) -> None:
+    """Atomically (re)write a credentials file, readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f"[default]\naws_access_key_id = {access_key}\n"
+                 f"aws_secret_access_key = {secret_key}\n")
+    os.replace(tmp, path)
+
+
 def _last_lines(text: str, n: int = 3) -> str:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return " | ".join(lines[-n:]) or "(no output)"
