@@ -195,7 +195,7 @@ class ReplicationBreak(Scenario):
 
     def catch_up(self) -> None:
         assert self.restarted_at is not None
-        limit = max(3 * self.job_target.period_s + 10, 20.0)
+        limit = max(3 * self.job_target.period_s + 5, 10.0)
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             ok = [r for r in self.job.runs_since(self.restarted_at) if r.ok]
