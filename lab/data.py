@@ -462,7 +462,8 @@ class DataComponent:
              "bucket": MODELS_BUCKET, "prefix": ADAPTER_PREFIX, "manifest": "manifest.json",
              "backup_path": backup_path(lab, MODELS_BUCKET, ADAPTER_PREFIX),
              "served_by": "inference-adapter",
-             "golden": str((adapter_dir(lab) / "golden.json").relative_to(lab.root))},
+             # absolute: a copy of the inventory elsewhere still finds it
+             "golden": str(adapter_dir(lab) / "golden.json")},
             {"id": "lab-rag-pipeline", "tier": 2, "kind": "pipeline-config", **common,
              "bucket": MODELS_BUCKET, "prefix": PIPELINE_PREFIX, "manifest": "manifest.json",
              "backup_path": backup_path(lab, MODELS_BUCKET, PIPELINE_PREFIX)},
