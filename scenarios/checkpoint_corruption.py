@@ -191,7 +191,9 @@ class CheckpointCorruption(AssetRestoreDrill):
                 "restic-snapshot", snap.id, snap.time, self.repo.target.repository)
         point = self.ctx.findings.restore_point
         assert point is not None
-        record_loss(self.ctx, point, [(v.key, v.last_modified) for v in self.baseline_versions],
+        # only the repaired objects are replaced: only they can lose newer writes
+        record_loss(self.ctx, point, [(v.key, v.last_modified) for v in self.baseline_versions
+                                      if v.key in self.corrupted],
                     corrupted_objects=len(self.corrupted))
 
     def pull(self) -> None:

@@ -119,8 +119,9 @@ class AssetRestoreDrill(ArtifactDeletion):
         super().baseline()
         a = self.ctx.asset
         wanted = set(self.keys)
+        # the state at baseline: each key's current version (history is not data in use)
         self.baseline_versions = [v for v in self.store.list_versions(a.bucket, a.prefix)
-                                  if v.key in wanted and not v.is_delete_marker]
+                                  if v.key in wanted and v.is_latest and not v.is_delete_marker]
 
     def _newest_snapshot(self) -> Snapshot:
         """The newest snapshot taken before the fault was detected whose files hash to the
