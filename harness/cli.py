@@ -1,6 +1,7 @@
 """The ``drillbook`` command.
 
     drillbook run SCENARIO [--variant V] [--asset ID] [--inventory PATH]   run one drill
+    drillbook drill --random-tier1 [--seed N]                             the quarterly drill
     drillbook scenarios                                                   list installed scenarios
     drillbook inventory check PATH                                        validate an inventory
     drillbook report DIR [--for ID --action ... | --finding ...]         re-render a drill's reports
@@ -25,7 +26,7 @@ from harness.errors import DrillbookError, InventoryError, UsageError
 from harness.inventory import Inventory, load_inventory
 from harness.model import EXIT_INTERRUPTED, EXIT_USAGE, Verdict
 from harness.provenance import ExerciseInput, parse_participant
-from harness.runner import DrillRequest, run_drill
+from harness.runner import DrillRequest, DrillResult, run_drill
 from harness.scenario import discover, get_scenario
 
 EXIT_CODES = f"""exit codes:
@@ -94,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "$DRILLBOOK_SIGNING_KEY, else the inventory's evidence.signing_key)")
 
     sub.add_parser("scenarios", help="list installed scenarios")
+
+    drl = sub.add_parser("drill", help="the quarterly drill: a random Tier 1 asset, end to end",
+                         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    drl.add_argument("--random-tier1", action="store_true", required=True,
+                     help="pick a random Tier 1 asset and a scenario that fits its kind")
+    drl.add_argument("--seed", type=int, help="seed for the pick (default: random; recorded)")
+    drl.add_argument("--inventory", type=Path, help="site inventory YAML (default as for run)")
+    drl.add_argument("--evidence-dir", type=Path, default=Path("evidence"))
+    drl.add_argument("--quiet", action="store_true", help="print only the summary")
 
     inv = sub.add_parser("inventory", help="inventory tools")
     inv_sub = inv.add_subparsers(dest="inventory_command", required=True, parser_class=_Parser)
@@ -206,8 +216,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         signing.load_private_key(key)  # a bad key is a usage error before anything is broken
     req = DrillRequest(cls, args.variant or cls.variants[0], asset_id, args.evidence_dir,
                        dry_run=args.dry_run, exercise=exercise)
-    from reports.render import write_evidence
     result = run_drill(inventory, req, progress=(lambda m: None) if args.quiet else _progress)
+    return _summarise(result, key)
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    from harness import signing
+    from scenarios.random_tier1 import run_random_tier1
+    inventory = _inventory_for(args)
+    key = signing.resolve_key(getattr(args, "signing_key", None), inventory.evidence.signing_key)
+    if key is not None:
+        signing.load_private_key(key)
+    sel, result = run_random_tier1(inventory, args.evidence_dir, seed=args.seed,
+                                   progress=(lambda m: None) if args.quiet else _progress)
+    print(f"seed: {sel.seed} scenario: {sel.scenario} variant: {sel.variant} asset: {sel.asset}")
+    return _summarise(result, key)
+
+
+def _summarise(result: DrillResult, key: Path | None) -> int:
+    from reports.render import write_evidence
     paths = write_evidence(result.evidence, result.directory, signing_key=key)
     ev = result.evidence
     print(f"verdict: {ev.verdict.value}")
@@ -370,6 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "scenarios":
             return cmd_scenarios()
+        if args.command == "drill":
+            return cmd_drill(args)
         if args.command == "inventory":
             inv = load_inventory(args.path)
             print(f"{inv.path}: valid ({len(inv.targets)} targets, {len(inv.assets)} assets)")
@@ -392,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except DrillbookError as exc:
         _err(str(exc))
-        return Verdict.INCONCLUSIVE.exit_code if args.command == "run" else 1
+        return Verdict.INCONCLUSIVE.exit_code if args.command in ("run", "drill") else 1
     return EXIT_USAGE
 
 

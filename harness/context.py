@@ -20,9 +20,11 @@ from harness.model import IntegrityCheck, Outcome, Phase, RestorePoint, Scalar, 
 from harness.targets.database import Database
 from harness.targets.fleet import NodeHost, Orchestrator
 from harness.targets.inference import InferenceEndpoint
+from harness.targets.job import Job
 from harness.targets.loadbalancer import LoadBalancer
 from harness.targets.registry import MlflowRegistry
 from harness.targets.restic import ResticRepo
+from harness.targets.rgwadmin import RgwAdmin
 from harness.targets.s3 import S3Store
 
 Progress = Callable[[str], None]
@@ -61,6 +63,18 @@ class Adapters:
                                            cache_dir=self.work_dir / "restic-cache")
         repo: ResticRepo = self._cache[name]
         return repo
+
+    def rgw_admin(self, name: str) -> RgwAdmin:
+        if name not in self._cache:
+            self._cache[name] = RgwAdmin(self.inventory.rgw_admin(name))
+        admin: RgwAdmin = self._cache[name]
+        return admin
+
+    def job(self, name: str) -> Job:
+        if name not in self._cache:
+            self._cache[name] = Job(self.inventory.job(name))
+        job: Job = self._cache[name]
+        return job
 
     def inference(self, name: str) -> InferenceEndpoint:
         if name not in self._cache:

@@ -19,8 +19,10 @@ import yaml
 from harness.errors import InventoryError
 from harness.load import SLO, LoadSettings
 
-ASSET_KINDS = ("model-weights", "inference-service")
-TARGET_KINDS = ("s3", "restic", "inference", "loadbalancer", "node", "orchestrator")
+ASSET_KINDS = ("model-weights", "inference-service", "lora-adapter", "pipeline-config",
+               "dataset")
+TARGET_KINDS = ("s3", "restic", "inference", "loadbalancer", "node", "orchestrator",
+                "rgw-admin", "job")
 #: Assets that live in a PostgreSQL database, backed up as pg_dump archives in an S3 bucket.
 DB_ASSET_KINDS = ("annotation-db", "model-registry")
 DB_TARGET_KINDS = ("postgres", "mlflow")
@@ -58,6 +60,9 @@ class ResticTarget:
     secret_key: Secret | None
     drill_safe: bool
     kind: str = "restic"
+    #: an AWS-style credentials file read at every call (what the backup job reads), so a rotated
+    #: key takes effect without editing the inventory; overrides access_key/secret_key
+    credentials_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -122,8 +127,43 @@ class OrchestratorTarget:
     kind: str = "orchestrator"
 
 
+@dataclass(frozen=True)
+class RgwAdminTarget:
+    """Ceph RGW administration through ``radosgw-admin -c conf`` (users, keys, quotas)."""
+
+    name: str
+    conf: Path
+    drill_safe: bool
+    binary: str = "radosgw-admin"
+    kind: str = "rgw-admin"
+
+
+@dataclass(frozen=True)
+class JobTarget:
+    """A periodic job (backup or replication): how to start, stop and run it once, where it
+    records each run, and where it reads its credentials."""
+
+    name: str
+    role: str  # "backup" | "replication"
+    status_file: Path
+    period_s: float
+    start_command: tuple[str, ...]
+    stop_command: tuple[str, ...]
+    run_command: tuple[str, ...]
+    drill_safe: bool
+    credentials_file: Path | None = None
+    service_account: str | None = None
+    admin: str | None = None  # rgw-admin target managing service_account
+    repository: str | None = None  # restic target the job writes (role backup)
+    bucket: str | None = None  # the bucket the job writes into (quota faults)
+    replica_store: str | None = None  # s3 target of the replica (role replication)
+    replica_bucket: str | None = None
+    keep_last: int | None = None  # the retention policy (restic forget --keep-last)
+    kind: str = "job"
+
+
 Target = (S3Target | ResticTarget | InferenceTarget | PostgresTarget | MlflowTarget
-          | LoadBalancerTarget | NodeTarget | OrchestratorTarget)
+          | LoadBalancerTarget | NodeTarget | OrchestratorTarget | RgwAdminTarget | JobTarget)
 
 
 @dataclass(frozen=True)
@@ -244,6 +284,19 @@ class Inventory:
         t = self.targets[name]
         assert isinstance(t, OrchestratorTarget)
         return t
+
+    def rgw_admin(self, name: str) -> RgwAdminTarget:
+        t = self.targets[name]
+        assert isinstance(t, RgwAdminTarget)
+        return t
+
+    def job(self, name: str) -> JobTarget:
+        t = self.targets[name]
+        assert isinstance(t, JobTarget)
+        return t
+
+    def jobs(self, role: str) -> list[JobTarget]:
+        return [t for t in self.targets.values() if isinstance(t, JobTarget) and t.role == role]
 
 
 # --- YAML with line numbers ---------------------------------------------------------------------
@@ -542,12 +595,15 @@ def _targets(raw: dict[str, Any], r: _Reader) -> dict[str, Target]:
                                  ak, sk, safe)
         elif kind == "restic":
             r.known(m, p, {"kind", "repository", "password", "password_env", "access_key",
-                           "access_key_env", "secret_key", "secret_key_env", "drill_safe"})
+                           "access_key_env", "secret_key", "secret_key_env", "drill_safe",
+                           "credentials_file"})
             pw = r.secret(m, "password", p)
             assert pw is not None
+            creds = r.string(m, "credentials_file", p, required=False)
             out[name] = ResticTarget(name, r.string(m, "repository", p), pw,
                                      r.secret(m, "access_key", p, required=False),
-                                     r.secret(m, "secret_key", p, required=False), safe)
+                                     r.secret(m, "secret_key", p, required=False), safe,
+                                     credentials_file=Path(creds) if creds else None)
         elif kind == "inference":
             r.known(m, p, {"kind", "url", "model", "drill_safe"})
             url = r.string(m, "url", p)
@@ -571,10 +627,45 @@ def _targets(raw: dict[str, Any], r: _Reader) -> dict[str, Target]:
         elif kind == "orchestrator":
             r.known(m, p, {"kind", "state_file", "drill_safe"})
             out[name] = OrchestratorTarget(name, Path(r.string(m, "state_file", p)), safe)
+        elif kind == "rgw-admin":
+            r.known(m, p, {"kind", "conf", "binary", "drill_safe"})
+            out[name] = RgwAdminTarget(name, Path(r.string(m, "conf", p)), safe,
+                                       r.string(m, "binary", p, default="radosgw-admin"))
+        elif kind == "job":
+            out[name] = _job(name, m, p, safe, r)
         else:
             kinds = ", ".join(TARGET_KINDS + DB_TARGET_KINDS)
             raise r.fail(p + ("kind",), f"unknown target kind {kind!r} (one of: {kinds})")
     return out
+
+
+def _job(name: str, m: dict[str, Any], p: Path_, safe: bool, r: _Reader) -> JobTarget:
+    opt = ("credentials_file", "service_account", "admin", "repository", "bucket",
+           "replica_store", "replica_bucket")
+    r.known(m, p, {"kind", "role", "status_file", "period_s", "start_command", "stop_command",
+                   "run_command", "drill_safe", "keep_last", *opt})
+    role = r.string(m, "role", p)
+    if role not in ("backup", "replication"):
+        raise r.fail(p + ("role",), f"must be backup or replication (got {role!r})")
+
+    def argv(key: str) -> tuple[str, ...]:
+        v = r.req(m, key, p)
+        if not isinstance(v, list) or not v or not all(isinstance(x, str) and x for x in v):
+            raise r.fail(p + (key,), "must be a non-empty list of strings (an argv)")
+        return tuple(v)
+
+    keep = m.get("keep_last")
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+        raise r.fail(p + ("keep_last",), f"must be a positive integer (got {keep!r})")
+    x = {k: r.string(m, k, p, required=False) or None for k in opt}
+    creds = x["credentials_file"]
+    return JobTarget(name, role, Path(r.string(m, "status_file", p)),
+                     r.number(m, "period_s", p), argv("start_command"), argv("stop_command"),
+                     argv("run_command"), safe, credentials_file=Path(creds) if creds else None,
+                     service_account=x["service_account"], admin=x["admin"],
+                     repository=x["repository"], bucket=x["bucket"],
+                     replica_store=x["replica_store"], replica_bucket=x["replica_bucket"],
+                     keep_last=keep)
 
 
 def _asset(m: dict[str, Any], p: Path_, targets: dict[str, Target], file: Path, r: _Reader) -> Asset:

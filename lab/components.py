@@ -31,6 +31,11 @@ class LabComponent(Protocol):
         ...
 
 
+def _data() -> LabComponent:
+    from lab.data import DataComponent  # imported late: it imports the stack's helpers
+    return DataComponent()
+
+
 def _postgres() -> LabComponent:
     from lab.postgres import PostgresComponent  # imported late: it imports lab.stack
     return PostgresComponent()
@@ -42,7 +47,7 @@ def _registry() -> LabComponent:
 
 
 #: Factories of the components `lab up` starts, in order.
-COMPONENTS: list[Callable[[], LabComponent]] = [_postgres, _registry]
+COMPONENTS: list[Callable[[], LabComponent]] = [_data, _postgres, _registry]
 
 
 def _fleet() -> LabComponent:

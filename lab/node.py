@@ -285,6 +285,17 @@ class _BadRequest(Exception):
 Response = tuple[int, dict[str, Any]]
 
 
+@dataclass
+class _AdapterSlot:
+    """A registered adapter: where it lives, and the verified copy being served."""
+
+    prefix: str
+    loaded: tuple[Any, str] | None = None  # (lab.lora.Adapter, manifest sha256)
+    state: str = STATE_LOADING
+    error: str | None = None
+    merged: tuple[tuple[str, str], Mapping[str, FloatArray]] | None = None
+
+
 class NodeService:
     """State machine and request logic of the node, independent of HTTP transport.
 
@@ -331,6 +342,9 @@ class NodeService:
         self.device_ms = device_ms
         self._device = threading.BoundedSemaphore(max(1, device_slots))
         self.warmup = warmup
+
+        # LoRA adapters served as "<model>+<adapter>", registered by a load request
+        self._adapters: dict[str, _AdapterSlot] = {}
 
     # -- state -----------------------------------------------------------
 
@@ -560,6 +574,9 @@ class NodeService:
             return {"GET": lambda: (200, self.snapshot())}
         if parts == ["v2", "repository", "index"]:
             return {"GET": self._repository_index, "POST": self._repository_index}
+        adapter_routes = self._resolve_adapter(parts, body)
+        if adapter_routes is not None:
+            return adapter_routes
         if len(parts) in (3, 4) and parts[:2] == ["v2", "models"]:
             if parts[2] not in self._names:
                 return 404, {"error": f"unknown model {parts[2]!r}"}
@@ -578,6 +595,129 @@ class NodeService:
             if parts[4] == "unload":
                 return {"POST": self._repository_unload}
         return 404, {"error": "not found"}
+
+    # -- LoRA adapters (optional; absent unless a load request registers one) --------------
+
+    def _resolve_adapter(
+        self, parts: list[str], body: bytes
+    ) -> dict[str, Callable[[], Response]] | Response | None:
+        """Routes for "<model>+<adapter>" names; None for every other path."""
+        if len(parts) in (3, 4) and parts[:2] == ["v2", "models"]:
+            name = parts[2]
+            rest = parts[3:]
+        elif len(parts) == 5 and parts[:3] == ["v2", "repository", "models"]:
+            name = parts[3]
+            rest = ["repository", parts[4]]
+        else:
+            return None
+        base, plus, adapter = name.partition("+")
+        if not plus or base != self.model_name or not adapter:
+            return None
+        if rest == ["repository", "load"]:
+            return {"POST": lambda: self._adapter_load(adapter, body)}
+        slot = self._adapters.get(adapter)
+        if slot is None:
+            return 404, {"error": f"adapter {adapter!r} is not registered"}
+        if rest == ["ready"] or not rest:
+            ok = slot.loaded is not None and self.current() is not None
+            return {"GET": lambda: (200 if ok else 503, {"name": name, "ready": ok,
+                                                         "state": slot.state,
+                                                         "error": slot.error})}
+        if rest == ["infer"]:
+            return {"POST": lambda: self._adapter_infer(name, slot, body)}
+        if rest == ["repository", "unload"]:
+            return {"POST": lambda: self._adapter_unload(adapter)}
+        return 404, {"error": "not found"}
+
+    def _adapter_load(self, adapter: str, body: bytes) -> Response:
+        params = _parse_json_object(body or b"{}").get("parameters") or {}
+        slot = self._adapters.get(adapter)
+        prefix = params.get("adapter_prefix") if isinstance(params, dict) else None
+        if slot is None or isinstance(prefix, str):
+            if not isinstance(prefix, str) or not prefix:
+                return 400, {"error": f"adapter {adapter!r} is new: give "
+                                      "parameters.adapter_prefix"}
+            slot = self._adapters.setdefault(adapter, _AdapterSlot(prefix))
+            slot.prefix = prefix
+        with self._load_lock:
+            base = self.current()
+            self._attempt += 1
+            dest = self.cache_dir / f"adapter-{adapter}-{self._attempt:04d}"
+            try:
+                if base is None:
+                    raise _LoadFailed("the base model is not loaded")
+                loaded, checks = self._pull_adapter(slot.prefix, dest, base.config)
+            except _LoadFailed as exc:
+                shutil.rmtree(dest, ignore_errors=True)
+                slot.loaded, slot.state, slot.error = None, STATE_FAILED, exc.message
+                log.info("adapter=%s state -> failed error=%s", adapter, exc.message)
+                return 502, {"error": exc.message, "state": STATE_FAILED,
+                             "files": [f.to_dict() for f in exc.files]}
+            slot.loaded, slot.state, slot.error = loaded, STATE_READY, None
+            slot.merged = None
+            log.info("adapter=%s state -> ready version=%s", adapter, loaded[1][:12])
+            return 200, {"name": f"{self.model_name}+{adapter}", "state": STATE_READY,
+                         "manifest_sha256": loaded[1], "files": [f.to_dict() for f in checks]}
+
+    def _pull_adapter(
+        self, prefix: str, dest: Path, base: ModelConfig
+    ) -> tuple[tuple[Any, str], list[FileCheck]]:
+        from lab.lora import load_adapter
+
+        key = object_key(prefix, MANIFEST_NAME)
+        try:
+            response = self.s3_client.get_object(Bucket=self.bucket, Key=key)
+            raw = cast(StreamingBodyLike, response["Body"]).read(MAX_MANIFEST_BYTES + 1)
+        # Missing key, bad credentials, unreachable store: all mean "not loadable".
+        except Exception as exc:
+            raise _LoadFailed(f"cannot fetch s3://{self.bucket}/{key}: "
+                              f"{describe_error(exc)}") from exc
+        manifest_sha = hashlib.sha256(raw).hexdigest()
+        try:
+            manifest = Manifest.from_json(raw)
+        except FormatError as exc:
+            raise _LoadFailed(f"bad adapter manifest: {exc}") from exc
+        checks = pull_verified(self.s3_client, self.bucket, prefix, dest, manifest)
+        bad = [c for c in checks if not c.ok]
+        if bad:
+            raise _LoadFailed(f"{len(bad)} of {len(checks)} adapter files failed verification: "
+                              + "; ".join(c.describe() for c in bad[:5]), checks)
+        try:
+            adapter = load_adapter(dest, base)
+        except (FormatError, OSError) as exc:
+            raise _LoadFailed(f"cannot load adapter: {exc}", checks) from exc
+        return (adapter, manifest_sha), checks
+
+    def _adapter_unload(self, adapter: str) -> Response:
+        slot = self._adapters.pop(adapter, None)
+        return 200, {"name": f"{self.model_name}+{adapter}", "state": STATE_UNLOADED,
+                     "was_registered": slot is not None}
+
+    def _adapter_infer(self, name: str, slot: _AdapterSlot, body: bytes) -> Response:
+        from lab.lora import merge
+
+        model = self.current()
+        loaded = slot.loaded
+        if model is None or loaded is None:
+            return 503, {"error": f"{name} not ready", "state": slot.state, "error_detail":
+                         slot.error}
+        adapter, adapter_sha = loaded
+        # Merged weights depend on both versions: a reloaded base invalidates them.
+        key = (model.manifest_sha256, adapter_sha)
+        merged = slot.merged
+        if merged is None or merged[0] != key:
+            merged = (key, merge(model.weights, adapter))
+            slot.merged = merged
+        request = _parse_json_object(body)
+        batch = _parse_infer_inputs(request, model.config.input_dim)
+        with np.errstate(over="ignore", invalid="ignore"):
+            outputs = forward(merged[1], model.config, batch)
+        if not np.isfinite(outputs).all():
+            raise _BadRequest("input values overflow the model (non-finite output)")
+        return 200, {"model_name": name, "model_version": f"{model.version}+{adapter_sha[:12]}",
+                     "outputs": [{"name": OUTPUT_NAME,
+                                  "shape": [int(outputs.shape[0]), int(outputs.shape[1])],
+                                  "datatype": "FP32", "data": outputs.ravel().tolist()}]}
 
     def _server_metadata(self) -> Response:
         return 200, {

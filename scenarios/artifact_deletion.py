@@ -66,6 +66,11 @@ class ArtifactDeletion(Scenario):
     # -- helpers ------------------------------------------------------------------------------
 
     @property
+    def from_versions(self) -> bool:
+        """Recover from bucket history (soft) rather than from the backup (purge)."""
+        return self.ctx.variant == "soft"
+
+    @property
     def store(self) -> S3Store:
         return self.ctx.adapters.s3(self.ctx.asset.store)
 
@@ -133,7 +138,7 @@ class ArtifactDeletion(Scenario):
         if a.golden is not None:
             doc = json.loads(a.golden.read_text())
             self.golden = Golden(doc["inputs"], doc.get("outputs"))
-        if self.ctx.variant == "soft":
+        if self.from_versions:
             self._prove_versions()
         else:
             self._prove_backup()
@@ -209,7 +214,7 @@ class ArtifactDeletion(Scenario):
 
     def locate(self) -> None:
         a = self.ctx.asset
-        if self.ctx.variant == "purge":
+        if not self.from_versions:
             snap = self._newest_snapshot()
             self.snapshot = snap
             self.ctx.findings.restore_point = RestorePoint(
@@ -245,7 +250,7 @@ class ArtifactDeletion(Scenario):
 
     def pull(self) -> None:
         a = self.ctx.asset
-        if self.ctx.variant == "purge":
+        if not self.from_versions:
             assert self.snapshot is not None
             self.pulled = {}
             for key, stream in self._backup_files(self.snapshot):
@@ -262,7 +267,7 @@ class ArtifactDeletion(Scenario):
 
     def verify_sha256(self) -> None:
         a = self.ctx.asset
-        if self.ctx.variant == "purge":
+        if not self.from_versions:
             # hashed while streaming in pull(): no second read
             got: dict[str, tuple[str | None, int]] = {k: v for k, v in self.pulled.items()}
         else:

@@ -52,7 +52,9 @@ class ResticRepo:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RESTIC_", "AWS_"))}
         env["RESTIC_REPOSITORY"] = self.target.repository
         env["RESTIC_PASSWORD"] = self.target.password.value
-        if self.target.access_key is not None and self.target.secret_key is not None:
+        if self.target.credentials_file is not None:
+            env.update(read_credentials_file(self.target.credentials_file))
+        elif self.target.access_key is not None and self.target.secret_key is not None:
             env["AWS_ACCESS_KEY_ID"] = self.target.access_key.value
             env["AWS_SECRET_ACCESS_KEY"] = self.target.secret_key.value
         if self.cache_dir is not None:
@@ -173,6 +175,31 @@ class ResticRepo:
             if s.id.startswith(snap_id):  # restic 0.14 prints the short id in its summary
                 return s
         raise TargetUnreachable(f"restic backup made snapshot {snap_id}, but it is not listed")
+
+
+def read_credentials_file(path: Path) -> dict[str, str]:
+    """AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from an AWS-style credentials file's
+    ``[default]`` section, read afresh each time (a rotation rewrites the file)."""
+    import configparser
+    parser = configparser.ConfigParser()
+    try:
+        parser.read_string(path.read_text(encoding="utf-8"))
+        section = parser["default"]
+        return {"AWS_ACCESS_KEY_ID": section["aws_access_key_id"],
+                "AWS_SECRET_ACCESS_KEY": section["aws_secret_access_key"]}
+    except (OSError, KeyError, configparser.Error) as exc:
+        raise Inconclusive(f"cannot read the backup credentials file {path}: {exc}") from exc
+
+
+def write_credentials_file(path: Path, access_key: str, secret_key: str) -> None:
+    """Atomically (re)write a credentials file, readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f"[default]\naws_access_key_id = {access_key}\n"
+                 f"aws_secret_access_key = {secret_key}\n")
+    os.replace(tmp, path)
 
 
 def _last_lines(text: str, n: int = 3) -> str:

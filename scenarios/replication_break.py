@@ -1,0 +1,268 @@
+"""Scenario ``replication-break``: the job that copies Tier 1 assets to the secondary site stops.
+
+Nothing fails on the primary site, so the break is silent until replication lag is measured.
+While the job is down, the drill writes a small canary object into the asset's replicated prefix
+every second (the synthetic writes a replication monitor makes), so the data at risk is counted,
+not estimated. A sampler records the lag curve from injection until the replica has caught up:
+the age of the last successful replication run (the RPO the secondary site offers at that instant)
+and the canary writes not yet on the replica.
+
+Detection: the last successful run is older than twice the job's period plus 2 s. The runbook
+reads the job's state, restarts it, waits for it to catch up (every canary and every object of the
+asset on the replica), and verifies the asset's objects on the replica hash to the primary's.
+RPO: injection time minus the start of the last replication run before it (that run's state is
+what the secondary site held). Revert: the job running, the canaries removed from both sites.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+from typing import Any, ClassVar
+
+from harness.errors import GuardRefused, Inconclusive, StepFailed
+from harness.inventory import Asset, Inventory, JobTarget
+from harness.model import RestorePoint, iso
+from harness.scenario import RunbookStep, Scenario
+from harness.targets.job import Job, JobRun
+from harness.targets.s3 import S3Store
+from scenarios.datadrills import has_job, injected_at, record_loss, replication_job_for
+
+CANARY_EVERY_S = 1.0
+SAMPLE_EVERY_S = 0.5
+
+
+class ReplicationBreak(Scenario):
+    name: ClassVar[str] = "replication-break"
+    summary: ClassVar[str] = "stop replication to the secondary site; measure lag, catch up"
+    variants: ClassVar[tuple[str, ...]] = ("stopped",)
+    asset_kinds: ClassVar[tuple[str, ...]] = ("model-weights", "lora-adapter", "dataset")
+    tiers: ClassVar[tuple[int, ...]] = (1,)
+    destructive: ClassVar[bool] = True
+    blast_radius: ClassVar[str] = ("the replication job (stopped) and canary objects under the "
+                                   "asset's prefix")
+
+    job_target: JobTarget
+    last_ok: JobRun
+    canaries: list[tuple[str, datetime]]
+    samples: list[dict[str, Any]]
+    restarted_at: datetime | None = None
+    _stop_canaries: threading.Event
+    _stop_sampler: threading.Event
+    _threads: list[threading.Thread]
+
+    @classmethod
+    def fits(cls, inventory: Inventory, asset: Asset) -> bool:
+        return has_job(inventory, "replication", asset)
+
+    @property
+    def job(self) -> Job:
+        return self.ctx.adapters.job(self.job_target.name)
+
+    @property
+    def primary(self) -> S3Store:
+        return self.ctx.adapters.s3(self.ctx.asset.store)
+
+    @property
+    def replica(self) -> S3Store:
+        assert self.job_target.replica_store is not None
+        return self.ctx.adapters.s3(self.job_target.replica_store)
+
+    @property
+    def replica_bucket(self) -> str:
+        assert self.job_target.replica_bucket is not None
+        return self.job_target.replica_bucket
+
+    def replica_key(self, key: str) -> str:
+        return f"{self.ctx.asset.bucket}/{key}"
+
+    @property
+    def canary_prefix(self) -> str:
+        return f"{self.ctx.asset.prefix}.drill-canary/{self.ctx.drill_id}/"
+
+    def preflight(self) -> None:
+        self.job_target = replication_job_for(self.ctx)
+        if not self.job_target.drill_safe:
+            raise GuardRefused(f"job {self.job_target.name} is not drill_safe")
+        last = self.job.last_success()
+        if last is None:
+            raise Inconclusive(f"the replication job {self.job_target.name} has never succeeded")
+        age = (self.ctx.clock.utc() - last.ended).total_seconds()
+        if age > 2 * self.job_target.period_s + 30:
+            raise Inconclusive(f"replication is already behind ({age:.0f} s since its last "
+                               "successful run): nothing to compare with")
+        self.replica.ping()
+        self.canaries, self.samples, self._threads = [], [], []
+        self._stop_canaries, self._stop_sampler = threading.Event(), threading.Event()
+
+    def baseline(self) -> None:
+        bad = self._out_of_sync()
+        if bad:
+            raise Inconclusive(f"the replica is not in sync before the fault ({len(bad)} "
+                               f"objects differ, first {bad[0]})")
+        self.ctx.event("baseline.replica-in-sync", objects=len(self._asset_keys()))
+
+    def _asset_keys(self) -> list[str]:
+        a = self.ctx.asset
+        return [k for k in self.primary.list_keys(a.bucket, a.prefix)
+                if not k.startswith(f"{a.prefix}.drill-canary/")]
+
+    def _out_of_sync(self) -> list[str]:
+        a = self.ctx.asset
+        keys = self._asset_keys()
+        mine = self.primary.hash_objects(a.bucket, [(k, None) for k in keys])
+        theirs = self.replica.hash_objects(self.replica_bucket,
+                                           [(self.replica_key(k), None) for k in keys])
+        return [k for k in keys if theirs[self.replica_key(k)][0] != mine[k][0]]
+
+    # -- inject: stop the job, then write and watch ---------------------------------------------
+
+    def inject(self) -> None:
+        last = self.job.last_success()
+        assert last is not None
+        self.last_ok = last
+        self.job.stop()
+        self.ctx.event("fault.replication.stopped", job=self.job_target.name,
+                       last_ok_utc=iso(last.ended))
+        for target in (self._write_canaries, self._sample):
+            t = threading.Thread(target=target, daemon=True, name=f"drill-{target.__name__}")
+            t.start()
+            self._threads.append(t)
+
+    def _write_canaries(self) -> None:
+        a = self.ctx.asset
+        n = 0
+        while not self._stop_canaries.is_set():
+            key = f"{self.canary_prefix}{n:05d}"
+            when = self.ctx.clock.utc()
+            self.primary.put_bytes(a.bucket, key, f"{self.ctx.drill_id} {n} {iso(when)}".encode())
+            self.canaries.append((key, when))
+            n += 1
+            self._stop_canaries.wait(CANARY_EVERY_S)
+
+    def _sample(self) -> None:
+        t0 = injected_at(self.ctx)
+        while not self._stop_sampler.is_set():
+            now = self.ctx.clock.utc()
+            last = self.job.last_success()
+            there = set(self.replica.list_keys(self.replica_bucket,
+                                               self.replica_key(self.canary_prefix)))
+            pending = [(k, w) for k, w in list(self.canaries) if self.replica_key(k) not in there]
+            self.samples.append({
+                "t_s": round((now - t0).total_seconds(), 3),
+                "last_sync_age_s": None if last is None else
+                round((now - last.started).total_seconds(), 3),
+                "unreplicated_writes": len(pending),
+                "oldest_unreplicated_s": round((now - pending[0][1]).total_seconds(), 3)
+                if pending else 0.0,
+            })
+            self._stop_sampler.wait(SAMPLE_EVERY_S)
+
+    def detect(self) -> bool:
+        last = self.job.last_success()
+        if last is None:
+            return False
+        age = (self.ctx.clock.utc() - last.ended).total_seconds()
+        if age > 2 * self.job_target.period_s + 2:
+            self.ctx.event("replication.lag.alert", last_ok_age_s=round(age, 3))
+            return True
+        return False
+
+    # -- runbook ------------------------------------------------------------------------------
+
+    def runbook(self) -> list[RunbookStep]:
+        return [
+            RunbookStep("diagnose", self.diagnose, "the job's state and last success"),
+            RunbookStep("restart-replication", self.restart, "start the job again"),
+            RunbookStep("catch-up", self.catch_up, "every write since the break on the replica"),
+            RunbookStep("verify-replica", self.verify_replica, "the asset's objects hash alike"),
+        ]
+
+    def diagnose(self) -> None:
+        runs = self.job.runs_since(injected_at(self.ctx))
+        point = RestorePoint("replica-sync", f"{self.job_target.name}@{iso(self.last_ok.started)}",
+                             self.last_ok.started,
+                             f"s3://{self.replica_bucket}/{self.replica_key(self.ctx.asset.prefix)}")
+        self.ctx.findings.restore_point = point
+        self.ctx.event("replication.diagnosed", runs_since_fault=len(runs),
+                       last_ok_utc=iso(self.last_ok.ended))
+
+    def restart(self) -> None:
+        self._stop_canaries.set()  # the catch-up target is fixed from here on
+        self.restarted_at = self.ctx.clock.utc()
+        self.job.start()
+
+    def catch_up(self) -> None:
+        assert self.restarted_at is not None
+        limit = max(3 * self.job_target.period_s + 5, 10.0)
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            ok = [r for r in self.job.runs_since(self.restarted_at) if r.ok]
+            if ok:
+                there = set(self.replica.list_keys(self.replica_bucket,
+                                                   self.replica_key(self.canary_prefix)))
+                missing = [k for k, _ in self.canaries if self.replica_key(k) not in there]
+                if not missing:
+                    self.ctx.event("replication.caught-up", canaries=len(self.canaries),
+                                   run_utc=iso(ok[0].ended))
+                    return
+            time.sleep(0.2)
+        raise StepFailed(f"replication has not caught up within {limit:.0f} s")
+
+    def verify_replica(self) -> None:
+        bad = self._out_of_sync()
+        if bad:
+            raise StepFailed(f"{len(bad)} objects differ on the replica, first {bad[0]}")
+
+    # -- verify, evidence, revert ---------------------------------------------------------------
+
+    def verify(self) -> None:
+        self._stop_sampler.set()
+        for t in self._threads:
+            t.join(timeout=10)
+        a = self.ctx.asset
+        keys = self._asset_keys()
+        mine = self.primary.hash_objects(a.bucket, [(k, None) for k in keys])
+        theirs = self.replica.hash_objects(self.replica_bucket,
+                                           [(self.replica_key(k), None) for k in keys])
+        for k in keys:
+            self.ctx.integrity(f"replica:{k}", str(mine[k][0]), theirs[self.replica_key(k)][0])
+        if any(mine[k][0] != theirs[self.replica_key(k)][0] for k in keys):
+            self.ctx.fail("the replica differs from the primary after catch-up")
+        point = self.ctx.findings.restore_point
+        if point is not None:
+            record_loss(self.ctx, point, [(k, w) for k, w in self.canaries],
+                        what="canary writes made while replication was down, which the "
+                             "secondary site would not have had")
+        worst = max((s["unreplicated_writes"] for s in self.samples), default=0)
+        self.ctx.findings.sections["replication"] = {
+            "job": self.job_target.name, "period_s": self.job_target.period_s,
+            "replica": f"s3://{self.replica_bucket}/{self.replica_key(a.prefix)}",
+            "canaries_written": len(self.canaries),
+            "max_unreplicated_writes": worst,
+            "max_last_sync_age_s": max((s["last_sync_age_s"] or 0 for s in self.samples),
+                                       default=None),
+            "lag_curve": self.samples,
+        }
+
+    def revert(self) -> None:
+        self._stop_canaries.set()
+        self._stop_sampler.set()
+        for t in getattr(self, "_threads", []):
+            t.join(timeout=10)
+        self.job.start()
+        a = self.ctx.asset
+        for v in self.primary.list_versions(a.bucket, self.canary_prefix):
+            self.primary.delete(a.bucket, v.key, v.version_id)
+        # the restarted job propagates the deletions; wait for it, then clear the replica's
+        # history of the canaries too
+        deadline = time.monotonic() + 3 * self.job_target.period_s + 10
+        while time.monotonic() < deadline and self.replica.list_keys(
+                self.replica_bucket, self.replica_key(self.canary_prefix)):
+            time.sleep(0.2)
+        for v in self.replica.list_versions(self.replica_bucket,
+                                            self.replica_key(self.canary_prefix)):
+            self.replica.delete(self.replica_bucket, v.key, v.version_id)
+        if self.primary.list_keys(a.bucket, self.canary_prefix):
+            raise StepFailed("canary objects are left on the primary site")
