@@ -108,7 +108,9 @@ def test_site_loss_degrades_to_fallback_and_returns(lab: Lab, inventory: Invento
     print(f"site loss: degraded after {marks['time_to_degraded_s']} s, full service after "
           f"{marks['time_to_full_s']} s, failed requests {section['failed_requests']}")
     assert marks["time_to_degraded_s"] is not None and marks["time_to_full_s"] is not None
-    assert marks["time_to_degraded_s"] < marks["time_to_full_s"]
+    # per-second samples: when the fallback takes over within the same second the full SLO is
+    # met again, both marks fall on the same sample (seen once on a quiet machine)
+    assert marks["time_to_degraded_s"] <= marks["time_to_full_s"]
     # the fallback pool answered (its own golden outputs) and took real traffic
     assert any(t.event == "service.degraded" for t in ev.timeline)
     assert int(ev.smoke["fallback_sessions"] or 0) > 0
