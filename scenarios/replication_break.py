@@ -142,22 +142,25 @@ class ReplicationBreak(Scenario):
             self._stop_canaries.wait(CANARY_EVERY_S)
 
     def _sample(self) -> None:
-        t0 = injected_at(self.ctx)
         while not self._stop_sampler.is_set():
-            now = self.ctx.clock.utc()
-            last = self.job.last_success()
-            there = set(self.replica.list_keys(self.replica_bucket,
-                                               self.replica_key(self.canary_prefix)))
-            pending = [(k, w) for k, w in list(self.canaries) if self.replica_key(k) not in there]
-            self.samples.append({
-                "t_s": round((now - t0).total_seconds(), 3),
-                "last_sync_age_s": None if last is None else
-                round((now - last.started).total_seconds(), 3),
-                "unreplicated_writes": len(pending),
-                "oldest_unreplicated_s": round((now - pending[0][1]).total_seconds(), 3)
-                if pending else 0.0,
-            })
+            self._take_sample()
             self._stop_sampler.wait(SAMPLE_EVERY_S)
+
+    def _take_sample(self) -> None:
+        t0 = injected_at(self.ctx)
+        now = self.ctx.clock.utc()
+        last = self.job.last_success()
+        there = set(self.replica.list_keys(self.replica_bucket,
+                                           self.replica_key(self.canary_prefix)))
+        pending = [(k, w) for k, w in list(self.canaries) if self.replica_key(k) not in there]
+        self.samples.append({
+            "t_s": round((now - t0).total_seconds(), 3),
+            "last_sync_age_s": None if last is None else
+            round((now - last.started).total_seconds(), 3),
+            "unreplicated_writes": len(pending),
+            "oldest_unreplicated_s": round((now - pending[0][1]).total_seconds(), 3)
+            if pending else 0.0,
+        })
 
     def detect(self) -> bool:
         last = self.job.last_success()
@@ -221,6 +224,8 @@ class ReplicationBreak(Scenario):
         self._stop_sampler.set()
         for t in self._threads:
             t.join(timeout=10)
+        # the sampler's last point may predate the catch-up: end the curve with the state now
+        self._take_sample()
         a = self.ctx.asset
         keys = self._asset_keys()
         mine = self.primary.hash_objects(a.bucket, [(k, None) for k in keys])
