@@ -98,9 +98,18 @@ def test_gpu_node_loss_passes_with_measured_inference_rto(
     assert "<svg" in html and "Inference RTO" in html and "<script" not in html
 
 
+def _slow_rebuild(ctx: DrillContext, original: Callable[[], None]) -> None:
+    """Not a sabotage: on this lab the site is rebuilt in about 2 s, faster than the SLO's
+    sustained window, so the fallback's own window could not be observed. Real sites take longer;
+    waiting before the rebuild makes the degraded period long enough to measure."""
+    time.sleep(ctx.inventory.slo.sustain_s + 3)
+    original()
+
+
 def test_site_loss_degrades_to_fallback_and_returns(lab: Lab, inventory: Inventory,
                                                     evidence_root: Path) -> None:
-    result = drill(inventory, InferenceSiteLoss, "crash", evidence_root)
+    result = drill(inventory, InferenceSiteLoss, "crash", evidence_root,
+                   {"rebuild-site": _slow_rebuild})
     ev = result.evidence
     assert ev.verdict is Verdict.PASS, ev.reasons
     section = load_section(ev)
@@ -108,9 +117,7 @@ def test_site_loss_degrades_to_fallback_and_returns(lab: Lab, inventory: Invento
     print(f"site loss: degraded after {marks['time_to_degraded_s']} s, full service after "
           f"{marks['time_to_full_s']} s, failed requests {section['failed_requests']}")
     assert marks["time_to_degraded_s"] is not None and marks["time_to_full_s"] is not None
-    # per-second samples: when the fallback takes over within the same second the full SLO is
-    # met again, both marks fall on the same sample (seen once on a quiet machine)
-    assert marks["time_to_degraded_s"] <= marks["time_to_full_s"]
+    assert marks["time_to_degraded_s"] < marks["time_to_full_s"]
     # the fallback pool answered (its own golden outputs) and took real traffic
     assert any(t.event == "service.degraded" for t in ev.timeline)
     assert int(ev.smoke["fallback_sessions"] or 0) > 0
