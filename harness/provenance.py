@@ -19,7 +19,6 @@ import shutil
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import distributions
 from pathlib import Path
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from harness.inventory import (
     Asset,
+    ExerciseSpec,
     InferenceTarget,
     Inventory,
     ResticTarget,
@@ -62,16 +62,9 @@ VERSION_COMMANDS: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class ExerciseInput:
-    """What the command line says about the exercise; None means not given there."""
-
-    title: str | None = None
-    type: str | None = None
-    reason: str | None = None
-    planned_date: str | None = None
-    participants: tuple[tuple[str, str], ...] = ()
-    approver: str | None = None
+#: What the command line (or a pytest item) says about the exercise; None means not given there.
+#: The same shape as the inventory's ``exercise:`` section, which fills what the CLI leaves out.
+ExerciseInput = ExerciseSpec
 
 
 def parse_participant(text: str) -> tuple[str, str]:
