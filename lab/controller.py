@@ -42,6 +42,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from lab.procs import free_port, proc_alive, read_pid
+
 log = logging.getLogger("lab.controller")
 
 CONFIG_NAME = "fleet.json"
@@ -121,34 +123,6 @@ def _read_json(path: Path, default: Any) -> Any:
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def proc_alive(pid: int | None, marker: bytes) -> bool:
-    """A live (possibly stopped) process whose command line contains ``marker``."""
-    if pid is None:
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return marker in cmdline and stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-
-
-def read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def probe_ready(port: int, timeout_s: float = 0.5) -> bool:

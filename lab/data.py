@@ -46,6 +46,7 @@ from lab.ceph import DaemonState
 from lab.components import Progress
 from lab.lora import generate_adapter, load_adapter, write_adapter_golden
 from lab.netmodel import ModelConfig, load_weights
+from lab.procs import live_pid
 
 if TYPE_CHECKING:
     from lab.stack import Lab
@@ -292,19 +293,11 @@ def pid_file(lab: Lab, job: str) -> Path:
 
 
 def job_pid(lab: Lab, job: str) -> int | None:
-    try:
-        pid = int(pid_file(lab, job).read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (OSError, ValueError):
-        return None
-    if b"lab.backup_scheduler" not in cmdline or stat.split(")")[-1].split()[0] == "Z":
-        return None
-    return pid
+    return live_pid(pid_file(lab, job), b"lab.backup_scheduler")
 
 
 def start_job(lab: Lab, job: str) -> int:
-    from lab.stack import spawn_detached
+    from lab.procs import spawn_detached
     pid = job_pid(lab, job)
     if pid is not None:
         return pid

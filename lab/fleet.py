@@ -39,8 +39,9 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import DrillbookError
 from harness.targets.loadbalancer import LoadBalancer
 from harness.targets.s3 import S3Store
-from lab.controller import STATE_NAME, FleetConfig, _atomic_json, free_port, proc_alive, read_pid
+from lab.controller import STATE_NAME, FleetConfig, _atomic_json
 from lab.netmodel import ModelConfig, generate_model, write_golden
+from lab.procs import free_port, proc_alive, read_pid, spawn_detached
 
 if TYPE_CHECKING:
     from lab.ceph import DaemonState
@@ -161,7 +162,6 @@ class Fleet:
         for n in nodes:
             power_on(config, n)
         (fdir / "haproxy.cfg").write_text(self._haproxy_cfg(lab, ports))
-        from lab.stack import spawn_detached
 
         pid = spawn_detached(["/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists()
                               else "haproxy", "-f", str(fdir / "haproxy.cfg"), "-db"],
@@ -193,7 +193,7 @@ class Fleet:
         write_golden(directory, ModelConfig.load(directory / "config.json"), directory, count=8)
 
     def _start_fallback(self, lab: Lab, name: str, port: int) -> None:
-        from lab.stack import MODEL_NAME, MODELS_BUCKET, REGION, spawn_detached
+        from lab.stack import MODEL_NAME, MODELS_BUCKET, REGION
 
         fdir = self.directory(lab)
         env = dict(os.environ, AWS_ACCESS_KEY_ID=lab.state.operator_key,
@@ -399,7 +399,6 @@ def _read_state(fdir: Path) -> dict[str, Any]:
 
 def power_on(config: FleetConfig, node: str) -> int:
     """Start a node's agent (detached, its own process group); returns its pid."""
-    from lab.stack import spawn_detached
 
     ndir = config.node_dir(node)
     ndir.mkdir(parents=True, exist_ok=True)

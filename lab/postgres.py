@@ -50,7 +50,8 @@ from harness.targets.database import Database, DumpCatalog, DumpRecord
 from harness.targets.s3 import S3Store
 from lab.ceph import DaemonState
 from lab.components import Progress
-from lab.stack import SECONDARY_BUCKET, Lab, free_port, spawn_detached
+from lab.procs import free_port, live_pid, spawn_detached, write_json
+from lab.stack import SECONDARY_BUCKET, Lab
 
 PG_USER = "nobody"
 PG_GROUP = "nogroup"
@@ -142,11 +143,7 @@ class PostgresServer:
             self.state = PgState(free_port(), secrets.token_urlsafe(18))
 
     def save(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self.state), indent=2))
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.state_path)
+        write_json(self.state_path, asdict(self.state), private=True)
 
     def target(self, user: str = SUPERUSER) -> PostgresTarget:
         pw = self.state.superuser_password if user == SUPERUSER else \
@@ -411,16 +408,7 @@ class PostgresComponent:
         return lab.root / "postgres" / "backup-loop.pid"
 
     def scheduler_pid(self, lab: Lab) -> int | None:
-        try:
-            pid = int(self.scheduler_pid_file(lab).read_text())
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except (OSError, ValueError):
-            return None
-        if b"lab.postgres" not in argv or str(lab.root).encode() not in argv or \
-                stat.split(")")[-1].split()[0] == "Z":
-            return None
-        return pid
+        return live_pid(self.scheduler_pid_file(lab), b"lab.postgres", str(lab.root).encode())
 
     def up(self, lab: Lab, progress: Progress) -> None:
         server = self.server(lab)

@@ -42,7 +42,8 @@ from lab.postgres import (
     load_jobs,
     register_job,
 )
-from lab.stack import MODEL_NAME, SECONDARY_BUCKET, Lab, LabError, free_port, spawn_detached
+from lab.procs import free_port, live_pid, spawn_detached, write_json
+from lab.stack import MODEL_NAME, SECONDARY_BUCKET, Lab, LabError
 
 REGISTRY_DB = "mlflow"
 REGISTRY_ROLE = "mlflow"
@@ -80,12 +81,7 @@ class RegistryComponent:
         return st
 
     def _save(self, lab: Lab, st: RegistryState) -> None:
-        path = self.root(lab) / "state.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(st), indent=2))
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        write_json(self.root(lab) / "state.json", asdict(st), private=True)
 
     def url(self, lab: Lab) -> str:
         return f"http://127.0.0.1:{self.state(lab).port}"
@@ -100,16 +96,7 @@ class RegistryComponent:
         return self.root(lab) / "server.pid"
 
     def pid(self, lab: Lab) -> int | None:
-        try:
-            pid = int(self.pid_file(lab).read_text())
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes()
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except (OSError, ValueError):
-            return None
-        if b"mlflow" not in argv or f"--port\0{self.state(lab).port}".encode() not in argv or \
-                stat.split(")")[-1].split()[0] == "Z":
-            return None
-        return pid
+        return live_pid(self.pid_file(lab), b"mlflow", f"--port\0{self.state(lab).port}".encode())
 
     # -- up / down -----------------------------------------------------------------------------
 

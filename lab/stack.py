@@ -23,8 +23,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -42,6 +40,7 @@ from harness.targets.s3 import S3Store
 from lab.ceph import CephCluster, DaemonState
 from lab.components import LabComponent, components
 from lab.netmodel import ModelConfig, generate_model, write_golden
+from lab.procs import free_port, live_pid, spawn_detached, write_json
 
 Progress = Callable[[str], None]
 
@@ -56,13 +55,6 @@ MiB = 1024 * 1024
 
 class LabError(DrillbookError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -137,11 +129,7 @@ class Lab:
         return ResticRepo(self.restic_target(), cache_dir=self.root / "restic-cache")
 
     def _save(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self.state), indent=2))
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.state_path)
+        write_json(self.state_path, asdict(self.state), private=True)
 
     # -- up -----------------------------------------------------------------------------------
 
@@ -248,18 +236,7 @@ class Lab:
         return self.root / "run" / "node.pid"
 
     def node_pid(self) -> int | None:
-        try:
-            pid = int(self.node_pid_file.read_text())
-        except (OSError, ValueError):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return None
-        if b"lab.node" not in cmdline or stat.split(")")[-1].split()[0] == "Z":
-            return None
-        return pid
+        return live_pid(self.node_pid_file, b"lab.node")
 
     def _ensure_node(self, progress: Progress) -> None:
         if self.node_pid() is None:
@@ -386,26 +363,6 @@ class Lab:
             "RESTIC_REPOSITORY": self.restic_repository,
         }
         return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in lines.items())
-
-
-def spawn_detached(argv: list[str], *, log: Path, env: dict[str, str], cwd: Path) -> int:
-    """Start a long-lived lab process that outlives this one (its own session, reparented to
-    init), and return its pid once it has exec'd. A shell forks it and exits at once, so no
-    Popen object is left waiting on a child that is meant to keep running."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    script = 'exec "$@" >>' + shlex.quote(str(log)) + ' 2>&1 </dev/null & echo $!'
-    out = subprocess.run(["/bin/sh", "-c", script, "sh", *argv], env=env, cwd=cwd,
-                         capture_output=True, text=True, check=True, start_new_session=True)
-    pid = int(out.stdout.strip())
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            if Path(f"/proc/{pid}/exe").resolve() != Path("/bin/sh").resolve():
-                break
-        except OSError:
-            break
-        time.sleep(0.01)
-    return pid
 
 
 

@@ -14,7 +14,7 @@ from harness.errors import Inconclusive, TargetUnreachable
 from harness.inventory import MlflowTarget, PostgresTarget, Secret
 from harness.targets.database import Database, ToolFailed
 from harness.targets.registry import MlflowRegistry, RegistryError
-from lab.stack import free_port
+from lab.procs import free_port
 
 
 def test_database_on_a_closed_port_is_unreachable() -> None:

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from harness.load import LoadProfile, LoadRun, SecondSample, failure_reasons, summarize
-from lab.stack import MODEL_NAME, Lab, free_port
+from lab.procs import free_port
+from lab.stack import MODEL_NAME, Lab
 
 pytestmark = pytest.mark.lab
 
