@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, ClassVar
 
+from harness.blast import Touch
 from harness.errors import UsageError
 
 if TYPE_CHECKING:
@@ -45,6 +46,18 @@ class Scenario(abc.ABC):
 
     def __init__(self, ctx: DrillContext) -> None:
         self.ctx = ctx
+
+    def touches(self) -> list[Touch]:
+        """Every resource this drill may change: its declared blast radius. The runner checks
+        each target is drill-safe, leases each resource and fences the adapters to them.
+
+        The default is the asset's own data: its database on its store, or its bucket prefix.
+        Override it when the fault, the runbook or revert changes anything else (a node, a job,
+        an account, a load-balancer pool, a replica bucket)."""
+        a = self.ctx.asset
+        if a.database is not None:
+            return [Touch.database(a.store, a.database)]
+        return [Touch.s3(a.store, a.bucket, a.prefix)]
 
     @abc.abstractmethod
     def preflight(self) -> None:
