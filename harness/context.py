@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.blast import Fence, Touch
 from harness.errors import Inconclusive, StepFailed
 from harness.inventory import Asset, Inventory
 from harness.journal import Clock, Journal
@@ -50,10 +51,20 @@ class Adapters:
         self.inventory = inventory
         self.work_dir = work_dir
         self._cache: dict[str, Any] = {}
+        self.fence: Fence | None = None
+
+    def set_fence(self, fence: Fence | None) -> None:
+        """Fence every store and database adapter, made now or later, to a drill's declared
+        blast radius (None lifts it)."""
+        self.fence = fence
+        for adapter in self._cache.values():
+            if isinstance(adapter, S3Store | Database):
+                adapter.fence = fence
 
     def s3(self, name: str) -> S3Store:
         if name not in self._cache:
             self._cache[name] = S3Store(self.inventory.s3(name))
+            self._cache[name].fence = self.fence
         store: S3Store = self._cache[name]
         return store
 
@@ -85,6 +96,7 @@ class Adapters:
     def postgres(self, name: str) -> Database:
         if name not in self._cache:
             self._cache[name] = Database(self.inventory.postgres(name))
+            self._cache[name].fence = self.fence
         db: Database = self._cache[name]
         return db
 
@@ -123,6 +135,8 @@ class DrillContext:
         self.progress = progress
         self.findings = Findings()
         self.phase = Phase.PREFLIGHT
+        #: the declared blast radius (Scenario.touches), set by the runner before preflight
+        self.declared: tuple[Touch, ...] = ()
 
     # -- recording ---------------------------------------------------------------------------
 

@@ -205,6 +205,12 @@ def scope(inventory: Inventory, asset: Asset, events: list[Event] | tuple[Event,
         artifact_uris=(f"s3://{asset.bucket}/{asset.prefix}",
                        f"s3://{asset.bucket}/{asset.manifest_key}"),
         backup_locations=tuple(backups))
+    declared = next((e for e in events if e.name == "blast-radius.declared"), None)
+    if declared is not None:
+        # the declaration the runner enforced (fence, drill-safe check, lease) comes first; the
+        # scenario's prose, if any, explains it
+        text = f"declared: {declared.detail.get('resources')}"
+        blast_radius = f"{text} ({blast_radius})" if blast_radius else text
     return Scope(inventory.site, tuple(systems), (scoped,), blast_radius)
 
 
@@ -216,7 +222,7 @@ def baseline_facts(events: list[Event] | tuple[Event, ...]) -> tuple[BaselineFac
     for e in events:
         if e.phase not in (Phase.PREFLIGHT, Phase.BASELINE):
             continue
-        if e.name.startswith(("phase.", "step.")):
+        if e.name.startswith(("phase.", "step.", "blast-radius.")):  # the scope shows it
             continue
         out.append(BaselineFact(e.name, e.utc, dict(e.detail)))
     return tuple(out)

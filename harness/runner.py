@@ -18,6 +18,7 @@ from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from harness.blast import Fence, Touch, describe_all
 from harness.context import Adapters, DrillContext, Progress
 from harness.errors import GuardRefused, Inconclusive, UsageError
 from harness.guards import DrillLock, deferred_sigint, require_drill_safe
@@ -108,8 +109,7 @@ def run_drill(inventory: Inventory, req: DrillRequest, *,
     try:
         lock.acquire(drill_id)
         _phase(ctx, Phase.PREFLIGHT)
-        if req.scenario.destructive:
-            require_drill_safe(inventory, asset.store)
+        _declare_blast_radius(ctx, scenario)
         scenario.preflight()
         _phase(ctx, Phase.BASELINE)
         scenario.baseline()
@@ -145,6 +145,8 @@ def run_drill(inventory: Inventory, req: DrillRequest, *,
     finally:
         if injected:
             interrupted |= _revert(ctx, scenario)
+        else:
+            _cleanup(ctx, scenario)
         lock.release()
     _phase(ctx, Phase.EVIDENCE)
     try:
@@ -154,6 +156,34 @@ def run_drill(inventory: Inventory, req: DrillRequest, *,
     finally:
         journal.close()
     return DrillResult(evidence, out_dir, interrupted)
+
+
+def _declare_blast_radius(ctx: DrillContext, scenario: Scenario) -> None:
+    """Record what the drill may touch, refuse unless every touched target is drill-safe, and
+    fence the adapters to it for the rest of the drill (the safety copy's own folder and scratch
+    databases are the engine's, outside any asset)."""
+    touches = scenario.touches()
+    ctx.declared = tuple(touches)
+    ctx.event("blast-radius.declared", resources=describe_all(touches), count=len(touches))
+    if type(scenario).destructive:
+        if not touches:
+            raise GuardRefused(f"scenario {type(scenario).name!r} is destructive but declares "
+                               f"nothing it touches (Scenario.touches)")
+        for target in dict.fromkeys(t.target for t in touches):
+            require_drill_safe(ctx.inventory, target)
+    scratch = [Touch.s3(ctx.asset.store, ctx.inventory.safety_bucket, f"{ctx.drill_id}/"),
+               *scenario.scratch_touches()]
+    ctx.adapters.set_fence(Fence(touches, scratch))
+
+
+def _cleanup(ctx: DrillContext, scenario: Scenario) -> None:
+    """A drill that ended before inject broke nothing: drop what preflight and baseline made
+    (safety copies, scratch files) and touch nothing else."""
+    try:
+        scenario.cleanup()
+    except Exception as exc:  # noqa: BLE001 - scenarios may be a site's plug-ins
+        ctx.journal.note("traceback", text=traceback.format_exc())
+        ctx.inconclusive(f"cleanup after an early stop failed: {type(exc).__name__}: {exc}")
 
 
 def _phase(ctx: DrillContext, phase: Phase) -> None:

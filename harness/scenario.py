@@ -59,6 +59,12 @@ class Scenario(abc.ABC):
             return [Touch.database(a.store, a.database)]
         return [Touch.s3(a.store, a.bucket, a.prefix)]
 
+    def scratch_touches(self) -> list[Touch]:
+        """Places only this drill creates and removes (canaries, proof databases), holding no
+        asset's data: writes there are allowed, but they are not leased and their targets need
+        not be drill-safe. Name them with the drill id where possible."""
+        return []
+
     @abc.abstractmethod
     def preflight(self) -> None:
         """Prove the drill can run and can be undone; raise Inconclusive otherwise."""
@@ -86,6 +92,11 @@ class Scenario(abc.ABC):
     @abc.abstractmethod
     def revert(self) -> None:
         """Leave the target as it was found, whatever happened before."""
+
+    def cleanup(self) -> None:
+        """The drill ended before inject (a dry run, a refusal, an abort): nothing was broken,
+        so only remove what preflight and baseline made (safety copies, scratch files). Never
+        restore anything here."""
 
 
 def discover() -> dict[str, type[Scenario]]:

@@ -22,15 +22,24 @@ is the RPO in data. Restoring an older dump than the newest is a FAIL even thoug
 from __future__ import annotations
 
 import secrets
+import shutil
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from harness.blast import Touch
 from harness.errors import Inconclusive, StepFailed
 from harness.model import RestorePoint, event_by_name, iso
 from harness.scenario import RunbookStep, Scenario
-from harness.targets.database import Database, DumpCatalog, DumpInfo, DumpRecord, TableState
+from harness.targets.database import (
+    Database,
+    DumpCatalog,
+    DumpInfo,
+    DumpRecord,
+    TableState,
+    sha256_file,
+)
 
 #: At most this many lost keys are listed in the evidence (all are counted).
 LIST_LIMIT = 50
@@ -100,6 +109,10 @@ class DatabaseLoss(Scenario):
                                f"{iso(when)} in {self.catalog.location}")
         return before[-1]
 
+    def scratch_touches(self) -> list[Touch]:
+        # prove_restorable restores the newest dump into a throwaway database and drops it
+        return [Touch.database(self.ctx.asset.store, "drillbook_proof_*")]
+
     # -- phases ---------------------------------------------------------------------------------
 
     def preflight(self) -> None:
@@ -146,6 +159,28 @@ class DatabaseLoss(Scenario):
         self.ctx.event("safety.copy.taken", path=str(self.safety.path), bytes=self.safety.size,
                        sha256=self.safety.sha256, tables=len(self.base_tables),
                        rows=sum(t.rows for t in self.base_tables.values()))
+        self._prove_safety_copy(self.safety)
+
+    def _prove_safety_copy(self, safety: DumpInfo) -> None:
+        """The dump on disk is the one pg_dump wrote (its SHA-256 read back) and a readable
+        archive that holds every table of the baseline; otherwise stop with nothing touched."""
+        if sha256_file(safety.path) != safety.sha256:
+            raise Inconclusive(f"the safety copy {safety.path} changed after it was written; "
+                               f"nothing was touched")
+        listed = "\n".join(self.db.list_archive(safety.path))
+        missing = [t for t in self.base_tables if t.rsplit(".", 1)[-1] not in listed]
+        if missing:
+            raise Inconclusive(f"the safety copy {safety.path} lacks table(s) "
+                               f"{', '.join(missing[:5])}; nothing was touched")
+        self.ctx.event("safety.copy.proven", method="sha256 read back, pg_restore --list",
+                       tables=len(self.base_tables))
+
+    def cleanup(self) -> None:
+        if self.safety is not None:
+            self.safety.path.unlink(missing_ok=True)
+            self.ctx.event("safety.copy.discarded", reason="the drill ended before inject")
+        if self.scratch.is_dir():
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def inject(self) -> None:
         self.db.drop(self.database)

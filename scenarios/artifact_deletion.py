@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import IO, ClassVar
 
 from harness.errors import Inconclusive, StepFailed
-from harness.guards import SafetyCopy
+from harness.guards import FoundVersion, SafetyCopy
 from harness.integrity import Manifest, sha256_stream
 from harness.model import RestorePoint
 from harness.scenario import RunbookStep, Scenario
@@ -62,6 +62,8 @@ class ArtifactDeletion(Scenario):
     snapshot: Snapshot | None = None
     plan: dict[str, VersionPlan]
     pulled: dict[str, tuple[str, int]]
+    #: key -> (etag, size) of each object's current version when preflight found it intact
+    found_current: dict[str, tuple[str, int]]
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -138,18 +140,44 @@ class ArtifactDeletion(Scenario):
         if a.golden is not None:
             doc = json.loads(a.golden.read_text())
             self.golden = Golden(doc["inputs"], doc.get("outputs"))
+        self._check_intact()
         if self.from_versions:
             self._prove_versions()
         else:
             self._prove_backup()
+
+    def _check_intact(self) -> None:
+        """Every object in the blast radius is in the store as the manifest says, whatever the
+        variant: a drill on an asset that is already damaged would destroy what is left of it
+        and blame the drill. Records each object's current version for the safety copy check."""
+        a = self.ctx.asset
+        wanted = set(self.keys)
+        self.found_current = {}
+        for v in self.store.list_versions(a.bucket, a.prefix):
+            if v.key in wanted and v.is_latest and not v.is_delete_marker:
+                self.found_current[v.key] = (v.etag, v.size)
+        current = self.store.hash_objects(
+            a.bucket, [(k, None) for k in self.keys if k in self.found_current])
+        expected = self._expected()
+        damaged = [k for k in self.keys
+                   if k not in self.found_current or current[k][0] != expected[k][0]]
+        if damaged:
+            missing = [k for k in damaged if k not in self.found_current]
+            detail = ", ".join(f"{k} ({'missing' if k in missing else 'differs'})"
+                               for k in damaged[:10])
+            more = f" and {len(damaged) - 10} more" if len(damaged) > 10 else ""
+            raise Inconclusive(
+                f"already damaged before the drill: {len(damaged)} of {len(self.keys)} object(s) "
+                f"in s3://{a.bucket}/{a.prefix} do not match the manifest: {detail}{more}; "
+                f"nothing was touched - repair the asset (or its manifest) first")
+        self.ctx.event("asset.intact", objects=len(self.keys))
 
     def _prove_versions(self) -> None:
         a = self.ctx.asset
         if not self.store.versioning_enabled(a.bucket):
             raise Inconclusive(f"no restore point: versioning is not enabled on bucket "
                                f"{a.bucket}, so a delete would be permanent")
-        current = self.store.hash_objects(a.bucket, [(k, None) for k in self.keys])
-        self._require_match(current, "current versions in the store")
+        # the current versions were hashed against the manifest by _check_intact
         self.ctx.event("restorable.proven", source="bucket-versions", objects=len(self.keys))
 
     def _prove_backup(self) -> None:
@@ -182,6 +210,38 @@ class ArtifactDeletion(Scenario):
         copied = self.safety.take()
         self.ctx.event("safety.copy.taken", versions=copied,
                        location=f"s3://{self.safety.safety_bucket}/{self.safety.root}")
+        self._prove_safety_copy(self.safety)
+
+    def _prove_safety_copy(self, safety: SafetyCopy) -> None:
+        """The copy holds what preflight proved: the same current version of every object (the
+        target did not change in between) and, read back from the safety bucket, bytes that
+        hash to the manifest. Otherwise stop before anything is touched."""
+        current: dict[str, FoundVersion] = {}
+        for f in safety.found:
+            current.setdefault(f.key, f)  # versions are listed newest first
+        changed = [k for k in self.keys
+                   if k not in current or current[k].is_delete_marker
+                   or (current[k].etag, current[k].size) != self.found_current.get(k)]
+        if changed:
+            raise Inconclusive(
+                f"the target changed between preflight and the safety copy: {len(changed)} "
+                f"object(s) differ ({', '.join(changed[:5])}); another writer is at work - "
+                f"nothing was touched")
+        copies = [(k, current[k].safety_key) for k in self.keys]
+        got = self.store.hash_objects(safety.safety_bucket,
+                                      [(str(dest), None) for _, dest in copies])
+        expected = self._expected()
+        bad = [k for k, dest in copies if got[str(dest)][0] != expected[k][0]]
+        if bad:
+            raise Inconclusive(f"the safety copy is not proven: {len(bad)} copied object(s) do "
+                               f"not hash to the manifest ({', '.join(bad[:5])}); nothing was "
+                               f"touched")
+        self.ctx.event("safety.copy.proven", objects=len(copies), method="sha256 of the copies")
+
+    def cleanup(self) -> None:
+        if self.safety is not None:
+            self.safety.discard()
+            self.ctx.event("safety.copy.discarded", reason="the drill ended before inject")
 
     def inject(self) -> None:
         a = self.ctx.asset

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from harness.blast import Touch, TouchKind
 from harness.errors import Inconclusive, StepFailed, TargetUnreachable
-from harness.inventory import S3Target, Secret
+from harness.inventory import JobTarget, S3Target, Secret
 from harness.scenario import RunbookStep
 from harness.targets.restic import read_credentials_file, write_credentials_file
 from harness.targets.rgwadmin import UserInfo
@@ -44,6 +45,11 @@ class CredentialExpiry(BackupJobDrill):
     found_key: tuple[str, str]
     new_key: tuple[str, str] | None = None
     inspected: UserInfo | None = None
+
+    def admin_touches(self, job: JobTarget) -> list[Touch]:
+        if job.admin is None or job.service_account is None:
+            return []
+        return [Touch(job.admin, TouchKind.ACCOUNT, job.service_account)]
 
     def preflight(self) -> None:
         super().preflight()

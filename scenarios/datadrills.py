@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, ClassVar
 
+from harness.blast import Touch, TouchKind
 from harness.context import DrillContext
 from harness.errors import GuardRefused, Inconclusive, StepFailed, TargetUnreachable
 from harness.guards import require_drill_safe
@@ -194,6 +195,15 @@ class BackupJobDrill(Scenario):
     @classmethod
     def fits(cls, inventory: Inventory, asset: Asset) -> bool:
         return has_job(inventory, "backup", asset)
+
+    def touches(self) -> list[Touch]:
+        """The backup job (stopped, re-run) and what the fault changes on the admin target."""
+        job = backup_job_for(self.ctx)
+        return [Touch(job.name, TouchKind.JOB, job.name), *self.admin_touches(job)]
+
+    def admin_touches(self, job: JobTarget) -> list[Touch]:
+        """What the fault changes through the job's admin target (an account, a quota)."""
+        return []
 
     def preflight(self) -> None:
         a = self.ctx.asset

@@ -31,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
+from harness.blast import Touch, TouchKind
 from harness.errors import GuardRefused, Inconclusive, StepFailed, TargetUnreachable
 from harness.integrity import Manifest
 from harness.inventory import InferenceTarget
@@ -117,6 +118,16 @@ class FleetDrill(Scenario):
 
     def primary_servers(self) -> list[str]:
         return sorted(self.orchestrator.view().replicas)
+
+    def touches(self) -> list[Touch]:
+        """Any primary node may be the victim; servers of the balancer's pool are set to maint
+        and back. The orchestrator is only watched: it moves replicas on its own."""
+        a = self.ctx.asset
+        out = [Touch(n, TouchKind.NODE, n) for n in a.nodes]
+        if a.balancer is not None:
+            out.append(Touch(a.balancer, TouchKind.POOL,
+                             self.ctx.inventory.loadbalancer(a.balancer).backend))
+        return out
 
     # -- preflight and baseline ------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import time
 from datetime import datetime
 from typing import Any, ClassVar
 
+from harness.blast import Touch, TouchKind
 from harness.errors import GuardRefused, Inconclusive, StepFailed
 from harness.inventory import Asset, Inventory, JobTarget
 from harness.model import RestorePoint, iso
@@ -80,6 +81,21 @@ class ReplicationBreak(Scenario):
     @property
     def canary_prefix(self) -> str:
         return f"{self.ctx.asset.prefix}.drill-canary/{self.ctx.drill_id}/"
+
+    def touches(self) -> list[Touch]:
+        """The replication job (stopped, restarted) and the asset's prefix, where canaries are
+        written (leased so that no other drill changes what the lag is measured on)."""
+        job = replication_job_for(self.ctx)
+        return [Touch(job.name, TouchKind.JOB, job.name), *super().touches()]
+
+    def scratch_touches(self) -> list[Touch]:
+        """This drill's canaries as the replication job copies them to the replica site; revert
+        removes their history there."""
+        job = replication_job_for(self.ctx)
+        if job.replica_store is None or job.replica_bucket is None:
+            return []
+        return [Touch.s3(job.replica_store, job.replica_bucket,
+                         self.replica_key(self.canary_prefix))]
 
     def preflight(self) -> None:
         self.job_target = replication_job_for(self.ctx)

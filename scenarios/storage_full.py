@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from harness.blast import Touch, TouchKind
 from harness.errors import Inconclusive, StepFailed
-from harness.inventory import S3Target, Secret
+from harness.inventory import JobTarget, S3Target, Secret
 from harness.scenario import RunbookStep
 from harness.targets.restic import read_credentials_file
 from harness.targets.rgwadmin import Quota
@@ -43,6 +44,11 @@ class StorageFull(BackupJobDrill):
     found_quota: Quota
     fault_quota: Quota
     capacity: dict[str, Any]
+
+    def admin_touches(self, job: JobTarget) -> list[Touch]:
+        if job.admin is None or job.bucket is None:
+            return []
+        return [Touch(job.admin, TouchKind.QUOTA, job.bucket)]
 
     def preflight(self) -> None:
         super().preflight()

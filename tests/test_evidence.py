@@ -171,7 +171,9 @@ def test_auditor_fields_are_measured_not_typed(tmp_path: Path) -> None:
     doc = doc_of(scripted(tmp_path))
     assert doc["objectives_source"] == "objectives.tiers.1"
     scope = doc["scope"]
-    assert scope["site"] == "unit-site" and scope["blast_radius"] == "nothing real"
+    assert scope["site"] == "unit-site"
+    # what the runner enforced, then the scenario's own words
+    assert scope["blast_radius"] == "declared: s3-prefix 'b/p/' in target 'store' (nothing real)"
     asset = scope["assets"][0]
     assert asset["model"] == "unit-model" and asset["version"] == "v7" and asset["tier"] == 1
     assert asset["artifact_uris"][0] == "s3://b/p/"

@@ -28,6 +28,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from harness.blast import Fence
 from harness.errors import Inconclusive, TargetUnreachable
 from harness.inventory import PostgresTarget
 from harness.targets.s3 import S3Store
@@ -85,6 +86,12 @@ class Database:
     def __init__(self, target: PostgresTarget, *, connect_timeout: int = 5) -> None:
         self.target = target
         self.connect_timeout = connect_timeout
+        #: set by the runner for the length of a drill: writes outside it are refused
+        self.fence: Fence | None = None
+
+    def _may_write(self, database: str) -> None:
+        if self.fence is not None:
+            self.fence.check_database(self.target.name, database)
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -169,6 +176,7 @@ class Database:
 
     def execute(self, database: str, statement: str, params: tuple[Any, ...] = ()) -> int:
         """A write statement in its own transaction; returns the rows affected."""
+        self._may_write(database)
         with self.connect(database) as conn:
             cur = conn.execute(statement.encode(), params)
             return cur.rowcount
@@ -194,11 +202,13 @@ class Database:
 
     def drop(self, database: str) -> None:
         """DROP DATABASE, ending the sessions still connected to it (PostgreSQL 13+)."""
+        self._may_write(database)
         with self.connect() as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(database)))
 
     def create(self, database: str, owner: str) -> None:
+        self._may_write(database)
         with self.connect() as conn:
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
                 sql.Identifier(database), sql.Identifier(owner)))
@@ -206,6 +216,7 @@ class Database:
     def restore(self, database: str, path: Path, owner: str) -> None:
         """Create the database empty and pg_restore an archive into it (owners and grants as
         the archive records them). Refuses to overwrite an existing database."""
+        self._may_write(database)
         if self.exists(database):
             raise Inconclusive(f"refusing to restore over the existing database {database!r} on "
                                f"{self.where}; drop it first")

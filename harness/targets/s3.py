@@ -18,6 +18,7 @@ import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
+from harness.blast import Fence
 from harness.errors import TargetUnreachable
 from harness.integrity import HashingReader, Readable, sha256_stream
 from harness.inventory import S3Target
@@ -65,6 +66,12 @@ class S3Store:
         self._transfer = TransferConfig(multipart_chunksize=16 * 1024 * 1024,
                                         max_concurrency=max_concurrency)
         self.max_concurrency = max_concurrency
+        #: set by the runner for the length of a drill: writes outside it are refused
+        self.fence: Fence | None = None
+
+    def _may_write(self, bucket: str, key: str) -> None:
+        if self.fence is not None:
+            self.fence.check_s3(self.target.name, bucket, key)
 
     # -- error translation -------------------------------------------------------------------
 
@@ -178,6 +185,8 @@ class S3Store:
     # -- writes --------------------------------------------------------------------------------
 
     def ensure_bucket(self, bucket: str, versioned: bool) -> None:
+        if self.fence is not None:
+            self.fence.check_bucket(self.target.name, bucket)
         try:
             self._call("head bucket", lambda: self._client.head_bucket(Bucket=bucket))
         except botocore.exceptions.ClientError:
@@ -188,17 +197,20 @@ class S3Store:
 
     def upload_stream(self, bucket: str, key: str, stream: Readable) -> tuple[str, int]:
         """Upload a stream (multipart when large); returns the (sha256, size) of what was sent."""
+        self._may_write(bucket, key)
         reader = HashingReader(stream)
         self._call("upload", lambda: self._client.upload_fileobj(reader, bucket, key,
                                                                  Config=self._transfer))
         return reader.sha256, reader.size
 
     def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
+        self._may_write(bucket, key)
         self._call("put object", lambda: self._client.put_object(Bucket=bucket, Key=key, Body=data))
 
     def delete(self, bucket: str, key: str, version_id: str | None = None) -> None:
         """Without a version: what `aws s3 rm` does (a delete marker on a versioned bucket).
         With one: that version is gone for good."""
+        self._may_write(bucket, key)
         args: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if version_id:
             args["VersionId"] = version_id
@@ -207,6 +219,7 @@ class S3Store:
     def copy_version(self, src_bucket: str, key: str, version_id: str, dest_bucket: str,
                      dest_key: str) -> None:
         """Server-side copy of one version (multipart copy when large)."""
+        self._may_write(dest_bucket, dest_key)
         source = {"Bucket": src_bucket, "Key": key, "VersionId": version_id}
         self._call("copy object", lambda: self._client.copy(source, dest_bucket, dest_key,
                                                             Config=self._transfer))
