@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from harness import cli_args as a
 from harness.errors import DrillbookError, InventoryError, UsageError
@@ -65,6 +66,13 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         _err(message)
         sys.exit(EXIT_USAGE)
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # Python 3.11's argparse drops the value of `--opt=--` and stores [] without calling
+        # the option's type; give the type the "--" it was given instead.
+        if arg_strings == ["--"] and action.option_strings and action.nargs is None:
+            return self._get_value(action, "--")
+        return super()._get_values(action, arg_strings)
 
 
 def build_parser() -> argparse.ArgumentParser:
