@@ -408,7 +408,10 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0), or a bad value (EXIT_USAGE, see _Parser)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         if args.command == "run":

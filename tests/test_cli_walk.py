@@ -248,7 +248,7 @@ def test_report_due_must_be_a_date(world: dict[str, Path], stand_ins: None) -> N
 
 def test_verify_help_documents_its_exit_codes() -> None:
     out = io.StringIO()
-    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
-        cli.main(["verify", "--help"])
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["verify", "--help"]) == 0
     text = out.getvalue()
     assert "exit codes" in text and "pinned" in text and "any name" in text

@@ -48,6 +48,7 @@ from harness.inventory.model import (
     Target,
     Targets,
 )
+from harness.inventory.schema import check as check_schema
 from harness.inventory.source import parse_file
 
 __all__ = [
@@ -64,4 +65,7 @@ def load_inventory(path: Path | str) -> Inventory:
     inventory."""
     file = Path(path)
     parsed = parse_file(file)
-    return build(file, parsed.data, Reader(file, parsed.lines))
+    reader = Reader(file, parsed.lines)
+    inventory = build(file, parsed.data, reader)
+    check_schema(parsed.data, reader)
+    return inventory
