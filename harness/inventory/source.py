@@ -7,8 +7,9 @@ file, a line and a field, never a traceback and never a hang:
   refused before it is read);
 - the bytes must be UTF-8 (a UTF-8 byte-order mark is allowed), and the text may hold no
   character YAML forbids (NUL and other control characters), located by line and column;
-- nesting deeper than :data:`MAX_DEPTH` is refused while the YAML is composed (PyYAML's composer
-  recurses once per level, so 5,000 levels would otherwise be a RecursionError);
+- nesting deeper than :data:`MAX_DEPTH` is refused before the YAML is composed (PyYAML's
+  composer recurses once per level, in Python or, with libyaml, in C, so 5,000 levels would
+  otherwise be a RecursionError or worse);
 - the node graph is turned into data here, not by PyYAML's constructor: an alias that contains
   itself is refused, and expansion stops after :data:`MAX_VALUES` values, so a "billion laughs"
   file costs milliseconds; only plain tags (strings, numbers, booleans, null, dates, lists,
@@ -173,11 +174,42 @@ def _check_flow_depth(file: Path, text: str) -> None:
             depth = max(0, depth - 1)
 
 
+#: libyaml's parser and composer (C) when PyYAML was built with it: five to ten times faster
+_CLoader: Any = getattr(yaml, "CSafeLoader", None)
+
+
+def _check_depth_c(file: Path, text: str) -> None:
+    """Bound nesting before libyaml composes (its composer recurses in C, once per level):
+    one pass over the events, which libyaml produces without recursion."""
+    parser = _CLoader(text)
+    try:
+        depth = 0
+        while parser.check_event():
+            event = parser.get_event()
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    mark = event.start_mark
+                    raise InventoryError(file, mark.line + 1 if mark else 1, "(syntax)",
+                                         f"nested deeper than {MAX_DEPTH} levels")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    finally:
+        parser.dispose()
+
+
 def _compose(file: Path, text: str) -> yaml.Node | None:
     _check_flow_depth(file, text)
-    loader = _DepthLimitedLoader(text)
     try:
-        node: yaml.Node | None = loader.get_single_node()
+        if _CLoader is not None:
+            _check_depth_c(file, text)
+            loader = _CLoader(text)
+        else:
+            loader = _DepthLimitedLoader(text)
+        try:
+            node: yaml.Node | None = loader.get_single_node()
+        finally:
+            loader.dispose()
         return node
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -188,8 +220,6 @@ def _compose(file: Path, text: str) -> yaml.Node | None:
         raise InventoryError(file, 1, "(syntax)", f"not valid YAML: {exc}") from exc
     except RecursionError as exc:  # belt and braces: the depth bound keeps this away
         raise InventoryError(file, 1, "(syntax)", "nested too deeply") from exc
-    finally:
-        loader.dispose()
 
 
 class _Builder:
