@@ -36,7 +36,8 @@ COUNTS: Counter[str] = Counter()
 #: rejections only the JSON Schema made: the loader's own checks missed something the published
 #: schema says (or the schema is stricter than the loader); both are drift, so none may happen
 SCHEMA_ONLY: list[str] = []
-_MESSAGE = re.compile(r"^(?P<file>.+):(?P<line>\d+): (?P<field>\S[^:]*): (?P<message>.+)$", re.DOTALL)
+_MESSAGE = re.compile(r"^(?P<file>.+?):(?P<line>\d+): (?P<field>\(top level\)|[^\s:]+): (?P<message>.+)$",
+                      re.DOTALL)
 
 
 class Hung(Exception):

@@ -23,6 +23,7 @@ The result is the data and a map from each field's path to its line.
 from __future__ import annotations
 
 import codecs
+import json
 import os
 import re
 import stat
@@ -54,14 +55,25 @@ _SCALAR_TAGS = {_T + "str", _T + "int", _T + "float", _T + "bool", _T + "null",
                 _T + "timestamp"}
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
 def dotted(path: Path_) -> str:
-    """``("assets", 0, "tier")`` -> ``assets[0].tier``; the empty path is the top level."""
+    """``("assets", 0, "tier")`` -> ``assets[0].tier``; the empty path is the top level. A key
+    that is not a plain word is quoted, with ``:`` and white space escaped, so the field in
+    ``file:line: field: message`` never holds ``": "`` (``["a\\u003a b"]``)."""
     out = ""
     for p in path:
         if isinstance(p, int):
             out += f"[{p}]"
-        else:
+        elif _PLAIN_KEY.fullmatch(p):
             out += ("." if out else "") + p
+        else:
+            quoted = json.dumps(p)
+            for ch in sorted(set(quoted)):
+                if ch == ":" or ch.isspace():
+                    quoted = quoted.replace(ch, f"\\u{ord(ch):04x}")
+            out += f"[{quoted}]"
     return out or "(top level)"
 
 
