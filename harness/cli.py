@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -300,8 +301,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     source = directory / "evidence.json"
     if not source.is_file():
         raise UsageError(f"{directory} has no evidence.json: not a drill folder")
+    try:
+        doc = json.loads(source.read_bytes())
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise UsageError(f"{source} is not JSON ({exc}): not a drill's evidence") from exc
+    if not isinstance(doc, dict):
+        raise UsageError(f"{source} is not a drill's evidence (not a JSON object)")
     if args.finding is not None or args.for_id is not None:
-        fid = add_to_sidecar(directory, json.loads(source.read_text(encoding="utf-8")),
+        fid = add_to_sidecar(directory, doc,
                              summary=args.finding, for_id=args.for_id, action=args.action,
                              owner=args.owner, due=args.due, status=args.status)
         print(f"finding {fid} recorded in {directory / 'findings.yaml'}")
@@ -344,7 +351,11 @@ def cmd_history(args: argparse.Namespace) -> int:
     from reports.markdown import seconds
     tol = history.DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     delta = history.DEFAULT_MIN_DELTA_S if args.min_delta is None else args.min_delta
-    rows = history.load(args.evidence_dir)
+    try:
+        rows = history.load(args.evidence_dir)
+    except sqlite3.Error as exc:
+        raise UsageError(f"{args.evidence_dir / history.HISTORY_FILE}: not a drill history "
+                         f"database ({exc})") from exc
     if not rows:
         print(f"no drills recorded in {args.evidence_dir / history.HISTORY_FILE}")
         return 0

@@ -252,3 +252,24 @@ def test_verify_help_documents_its_exit_codes() -> None:
         assert cli.main(["verify", "--help"]) == 0
     text = out.getvalue()
     assert "exit codes" in text and "pinned" in text and "any name" in text
+
+
+@pytest.mark.parametrize("name, content", [
+    ("evidence.json", b"garbage"),
+    ("evidence.json", b"\xff\xfe"),
+    ("evidence.json", b"[1, 2]"),
+    ("findings.yaml", b"findings: [: : :\n"),
+    ("findings.yaml", b"findings: 7\n"),
+])
+def test_a_corrupt_drill_folder_is_a_usage_error(tmp_path: Path, name: str,
+                                                 content: bytes) -> None:
+    folder = scripted(tmp_path).directory
+    (folder / name).write_bytes(content)
+    code, err, _ = invoke(["report", str(folder)])
+    assert code == 3 and "Traceback" not in err and "drillbook: " in err, err
+
+
+def test_a_corrupt_history_database_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "history.sqlite").write_bytes(b"not a database")
+    code, err, _ = invoke(["history", "--evidence-dir", str(tmp_path)])
+    assert code == 3 and "not a drill history database" in err
