@@ -16,12 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+from harness import cli_args as a
 from harness.errors import DrillbookError, InventoryError, UsageError
 from harness.inventory import Inventory, load_inventory
 from harness.model import EXIT_INTERRUPTED, EXIT_USAGE, Verdict
@@ -34,8 +37,18 @@ EXIT_CODES = f"""exit codes:
   1  FAIL          an objective was missed, or recovery did not really restore the asset
   2  INCONCLUSIVE  a check could not run (target unreachable, no restore point, tool missing,
                    guard refused); never a pass
-  {EXIT_USAGE}  usage error     bad options, unknown scenario, malformed inventory; nothing ran
+  {EXIT_USAGE}  usage error     bad options or values, unknown scenario, malformed inventory
+                   (file:line: field: message); nothing ran
   {EXIT_INTERRUPTED}  interrupted   Ctrl-C; revert ran before exit"""
+
+
+VERIFY_EXIT_CODES = """exit codes:
+  0  intact and signed (by the pinned key, when --public-key or $DRILLBOOK_PUBLIC_KEY is given)
+  1  a file changed, appeared (any name) or disappeared, a link or special file is in the
+     folder, the signature is bad or by another key, or a key is pinned and there is no
+     signature (a stripped signature looks exactly like an unsigned folder)
+  2  intact but unsigned, and no key pinned: nothing vouches for who wrote it
+  3  usage error: the folder or the key cannot be read"""
 
 
 def _err(msg: str) -> None:
@@ -55,6 +68,13 @@ class _Parser(argparse.ArgumentParser):
         _err(message)
         sys.exit(EXIT_USAGE)
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # Python 3.11's argparse drops the value of `--opt=--` and stores [] without calling
+        # the option's type; give the type the "--" it was given instead.
+        if arg_strings == ["--"] and action.option_strings and action.nargs is None:
+            return self._get_value(action, "--")
+        return super()._get_values(action, arg_strings)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="drillbook",
@@ -69,13 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Run one drill: preflight, baseline, inject the fault, detect "
                                      "it, run the recovery runbook, verify, revert, write "
                                      "evidence/<drill-id>/.")
-    run.add_argument("scenario", help="scenario name (see `drillbook scenarios`)")
-    run.add_argument("--variant", help="scenario variant (default: the scenario's first)")
-    run.add_argument("--asset", help="asset id from the inventory (default: the only asset the "
-                                     "scenario fits)")
-    run.add_argument("--inventory", type=Path,
+    run.add_argument("scenario", type=a.name, help="scenario name (see `drillbook scenarios`)")
+    run.add_argument("--variant", type=a.name,
+                     help="scenario variant (default: the scenario's first)")
+    run.add_argument("--asset", type=a.name, help="asset id from the inventory (default: the "
+                                                  "only asset the scenario fits)")
+    run.add_argument("--inventory", type=a.existing_file,
                      help="site inventory YAML (default: $DRILLBOOK_INVENTORY, else the lab's)")
-    run.add_argument("--evidence-dir", type=Path, default=Path("evidence"),
+    run.add_argument("--evidence-dir", type=a.output_dir, default=Path("evidence"),
                      help="where drill folders are written (default: ./evidence)")
     run.add_argument("--dry-run", action="store_true",
                      help="preflight and baseline only: prove the drill could run, break nothing "
@@ -83,14 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="print only the summary")
     ex = run.add_argument_group("exercise record (absent is recorded as absent; the inventory's "
                                 "exercise: section fills what is not given here)")
-    ex.add_argument("--title", help="exercise title (default: scenario, variant and asset)")
-    ex.add_argument("--exercise-type", help="e.g. 'quarterly DR test', 'pre-release gate'")
-    ex.add_argument("--reason", help="why this scenario was chosen for this exercise")
-    ex.add_argument("--planned-date", help="the date the exercise was planned for (YYYY-MM-DD)")
+    ex.add_argument("--title", type=a.text,
+                    help="exercise title (default: scenario, variant and asset)")
+    ex.add_argument("--exercise-type", type=a.text,
+                    help="e.g. 'quarterly DR test', 'pre-release gate'")
+    ex.add_argument("--reason", type=a.text, help="why this scenario was chosen for this exercise")
+    ex.add_argument("--planned-date", type=a.iso_date,
+                    help="the date the exercise was planned for (YYYY-MM-DD)")
     ex.add_argument("--participant", action="append", default=[], metavar="NAME:ROLE",
-                    help="a participant and their role (repeatable)")
-    ex.add_argument("--approver", help="who approved the exercise")
-    run.add_argument("--signing-key", type=Path,
+                    type=a.participant, help="a participant and their role (repeatable)")
+    ex.add_argument("--approver", type=a.text, help="who approved the exercise")
+    run.add_argument("--signing-key", type=a.existing_file,
                      help="ed25519 private key to sign the evidence with (default: "
                           "$DRILLBOOK_SIGNING_KEY, else the inventory's evidence.signing_key)")
 
@@ -100,57 +124,60 @@ def build_parser() -> argparse.ArgumentParser:
                          epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     drl.add_argument("--random-tier1", action="store_true", required=True,
                      help="pick a random Tier 1 asset and a scenario that fits its kind")
-    drl.add_argument("--seed", type=int, help="seed for the pick (default: random; recorded)")
-    drl.add_argument("--inventory", type=Path, help="site inventory YAML (default as for run)")
-    drl.add_argument("--evidence-dir", type=Path, default=Path("evidence"))
+    drl.add_argument("--seed", type=a.seed, help="seed for the pick, a whole number (default: "
+                                                 "random; recorded)")
+    drl.add_argument("--inventory", type=a.existing_file,
+                     help="site inventory YAML (default as for run)")
+    drl.add_argument("--evidence-dir", type=a.output_dir, default=Path("evidence"))
     drl.add_argument("--quiet", action="store_true", help="print only the summary")
 
     inv = sub.add_parser("inventory", help="inventory tools")
     inv_sub = inv.add_subparsers(dest="inventory_command", required=True, parser_class=_Parser)
     check = inv_sub.add_parser("check", help="validate an inventory file; exit 0 if valid")
-    check.add_argument("path", type=Path)
+    check.add_argument("path", type=a.any_path)
 
     rep = sub.add_parser("report", help="re-render a drill's reports from its evidence.json",
                          description="Re-render report.html, junit.xml and summary.md from "
                                      "evidence.json and the findings.yaml sidecar, then re-seal "
                                      "the folder. --finding / --for record a finding or a "
                                      "corrective action in findings.yaml first.")
-    rep.add_argument("directory", type=Path)
-    rep.add_argument("--finding", metavar="TEXT", help="add a finding of the team's own")
-    rep.add_argument("--for", dest="for_id", metavar="ID",
+    rep.add_argument("directory", type=a.existing_dir)
+    rep.add_argument("--finding", metavar="TEXT", type=a.text,
+                     help="add a finding of the team's own")
+    rep.add_argument("--for", dest="for_id", metavar="ID", type=a.name,
                      help="the finding (e.g. F1) a corrective action is for")
-    rep.add_argument("--action", help="the corrective action")
-    rep.add_argument("--owner", help="who owns the corrective action")
-    rep.add_argument("--due", help="when it is due (YYYY-MM-DD)")
-    rep.add_argument("--status", default="open",
+    rep.add_argument("--action", type=a.text, help="the corrective action")
+    rep.add_argument("--owner", type=a.text, help="who owns the corrective action")
+    rep.add_argument("--due", type=a.iso_date, help="when it is due (YYYY-MM-DD)")
+    rep.add_argument("--status", default="open", choices=a.FINDING_STATUSES,
                      help="open, in-progress, done or accepted-risk (default: open)")
-    rep.add_argument("--signing-key", type=Path,
+    rep.add_argument("--signing-key", type=a.existing_file,
                      help="key to re-sign with (default: $DRILLBOOK_SIGNING_KEY)")
     rep.add_argument("--unsigned", action="store_true",
                      help="re-render a signed folder without a key, dropping its signature")
 
     kg = sub.add_parser("keygen", help="make an ed25519 signing key pair (PREFIX.key, PREFIX.pub)")
-    kg.add_argument("--out", type=Path, default=Path("drillbook-signing"),
+    kg.add_argument("--out", type=a.output_prefix, default=Path("drillbook-signing"),
                     help="path prefix of the two files (default: ./drillbook-signing)")
     kg.add_argument("--if-missing", action="store_true",
                     help="do nothing (exit 0) when the key already exists")
 
     ver = sub.add_parser("verify", help="check a drill folder's SHA256SUMS and signature",
-                         description="Exit 0: every file matches SHA256SUMS and the signature "
-                                     "holds. Exit 1: a file changed, appeared or disappeared, or "
-                                     "the signature is bad (each named). Exit 2: intact but "
-                                     "unsigned.")
-    ver.add_argument("directory", type=Path)
-    ver.add_argument("--public-key", type=Path,
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         description="Re-hash every file in the folder (whatever its name) "
+                                     "against SHA256SUMS and check the ed25519 signature.",
+                         epilog=VERIFY_EXIT_CODES)
+    ver.add_argument("directory", type=a.existing_dir)
+    ver.add_argument("--public-key", type=a.existing_file,
                      help="the public key to trust (default: $DRILLBOOK_PUBLIC_KEY, else the "
                           "key recorded beside the signature)")
 
     hist = sub.add_parser("history", help="RTO/RPO per scenario and asset across drills; "
                                           "flags regressions; writes the HTML index")
-    hist.add_argument("--evidence-dir", type=Path, default=Path("evidence"))
-    hist.add_argument("--tolerance", type=float, default=None,
+    hist.add_argument("--evidence-dir", type=a.output_dir, default=Path("evidence"))
+    hist.add_argument("--tolerance", type=a.fraction_or_more, default=None,
                       help="relative RTO increase that counts as a regression (default 0.2)")
-    hist.add_argument("--min-delta", type=float, default=None,
+    hist.add_argument("--min-delta", type=a.seconds, default=None,
                       help="absolute RTO increase in seconds that must also be exceeded "
                            "(default 1.0)")
     hist.add_argument("--fail-on-regression", action="store_true",
@@ -160,10 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
                          description="The embedded lab: Ceph RGW, restic, an inference node, on "
                                      "127.0.0.1, rooted in --dir (default $DRILLBOOK_LAB_DIR or "
                                      "./.lab).")
-    lab.add_argument("--dir", type=Path, help="lab directory")
+    lab.add_argument("--dir", type=a.output_dir, help="lab directory")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True, parser_class=_Parser)
     up = lab_sub.add_parser("up", help="bring the lab up (idempotent; restarts what stopped)")
-    up.add_argument("--model-size", default="8MiB",
+    up.add_argument("--model-size", default="8MiB", type=a.size,
                     help="size of the generated model on first start, e.g. 8MiB, 512MiB, 2GiB")
     lab_sub.add_parser("down", help="stop every lab process (data stays)")
     lab_sub.add_parser("status", help="show each part of the lab")
@@ -174,15 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_size(text: str) -> int:
-    units = {"kib": 1024, "mib": 1024**2, "gib": 1024**3, "b": 1}
-    low = text.strip().lower()
-    for unit, mult in units.items():
-        if low.endswith(unit):
-            try:
-                return int(float(low[: -len(unit)]) * mult)
-            except ValueError:
-                break
-    raise UsageError(f"size {text!r} not understood; use e.g. 8MiB or 2GiB")
+    try:
+        return a.size(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _inventory_for(args: argparse.Namespace) -> Inventory:
@@ -276,11 +298,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     from reports.findings import add_to_sidecar
     from reports.render import rerender
     directory: Path = args.directory
+    source = directory / "evidence.json"
+    if not source.is_file():
+        raise UsageError(f"{directory} has no evidence.json: not a drill folder")
+    try:
+        doc = json.loads(source.read_bytes())
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise UsageError(f"{source} is not JSON ({exc}): not a drill's evidence") from exc
+    if not isinstance(doc, dict):
+        raise UsageError(f"{source} is not a drill's evidence (not a JSON object)")
     if args.finding is not None or args.for_id is not None:
-        source = directory / "evidence.json"
-        if not source.is_file():
-            raise UsageError(f"{directory} has no evidence.json: not a drill folder")
-        fid = add_to_sidecar(directory, json.loads(source.read_text(encoding="utf-8")),
+        fid = add_to_sidecar(directory, doc,
                              summary=args.finding, for_id=args.for_id, action=args.action,
                              owner=args.owner, due=args.due, status=args.status)
         print(f"finding {fid} recorded in {directory / 'findings.yaml'}")
@@ -314,10 +342,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     result = signing.verify(directory, pub)
     for line in result.lines():
         print(line)
-    if result.ok:
-        return 0
-    intact = not (result.changed or result.missing or result.unlisted or result.problems)
-    return 2 if intact and not result.signed else 1
+    return result.exit_code
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -326,7 +351,11 @@ def cmd_history(args: argparse.Namespace) -> int:
     from reports.markdown import seconds
     tol = history.DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     delta = history.DEFAULT_MIN_DELTA_S if args.min_delta is None else args.min_delta
-    rows = history.load(args.evidence_dir)
+    try:
+        rows = history.load(args.evidence_dir)
+    except sqlite3.Error as exc:
+        raise UsageError(f"{args.evidence_dir / history.HISTORY_FILE}: not a drill history "
+                         f"database ({exc})") from exc
     if not rows:
         print(f"no drills recorded in {args.evidence_dir / history.HISTORY_FILE}")
         return 0
@@ -357,7 +386,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
     root = args.dir or default_root()
     if args.lab_command == "up":
         t0 = time.monotonic()
-        Lab(root, model_size=parse_size(args.model_size)).up(progress=_progress)
+        Lab(root, model_size=args.model_size).up(progress=_progress)
         print(f"lab up ({time.monotonic() - t0:.1f} s): {root}")
         return 0
     lab = Lab(root)
@@ -390,7 +419,10 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0), or a bad value (EXIT_USAGE, see _Parser)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         if args.command == "run":
@@ -422,6 +454,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DrillbookError as exc:
         _err(str(exc))
         return Verdict.INCONCLUSIVE.exit_code if args.command in ("run", "drill") else 1
+    except OSError as exc:
+        if args.command in ("run", "drill"):
+            raise  # the drill's own handling decides what an I/O error means there
+        # a path the options named that cannot be read or written: usage, nothing was done
+        _err(f"{exc.filename or args.command}: {exc.strerror or exc}")
+        return EXIT_USAGE
     return EXIT_USAGE
 
 

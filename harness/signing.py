@@ -4,7 +4,14 @@
 ``SHA256SUMS.sig`` is a JSON document with an ed25519 signature over the exact bytes of
 ``SHA256SUMS``, the signer's public key and its fingerprint. :func:`verify` re-hashes every file
 and names each one that changed, appeared or disappeared, then checks the signature; evidence
-without a signature is reported as unsigned, which is not a pass.
+without a signature is reported as unsigned, which is not a pass. Every entry of the folder
+counts, whatever its name: a file nobody sealed is UNLISTED, and a symbolic link, FIFO or other
+non-regular entry is a problem of its own (it is never followed or read).
+
+Exit codes of ``drillbook verify`` (:attr:`Verification.exit_code`): 0 intact and signed (by the
+pinned key when one is given); 1 something changed, appeared or disappeared, the signature is bad
+or made by another key, or a key was pinned and the signature is missing; 2 intact but unsigned
+and no key pinned (honest, but nothing vouches for it).
 
 Keys: ``drillbook keygen`` writes a PKCS#8 PEM private key (mode 0600) and its public key. The
 private key is read from the path given and used in memory only; nothing here writes it anywhere
@@ -32,8 +39,9 @@ SUMS = "SHA256SUMS"
 SIGNATURE = "SHA256SUMS.sig"
 KEY_ENV = "DRILLBOOK_SIGNING_KEY"
 PUBLIC_KEY_ENV = "DRILLBOOK_PUBLIC_KEY"
-#: files in a drill folder that are not evidence: the seal itself and in-flight temp files
+#: files in a drill folder that are not evidence: the seal itself (nothing else is exempt)
 _NOT_SEALED = {SUMS, SIGNATURE}
+EXIT_OK, EXIT_FAILED, EXIT_UNSIGNED = 0, 1, 2
 
 
 def _file_sha256(path: Path) -> str:
@@ -44,14 +52,31 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _walk(directory: Path) -> tuple[list[str], list[str]]:
+    """(regular files, other entries) under ``directory`` as sorted POSIX relative paths; links
+    are listed as entries, never followed."""
+    files: list[str] = []
+    odd: list[str] = []
+    for root, dirs, names in os.walk(directory, followlinks=False):
+        base = Path(root)
+        for d in list(dirs):
+            if (base / d).is_symlink():
+                dirs.remove(d)
+                odd.append((base / d).relative_to(directory).as_posix())
+        for name in names:
+            path = base / name
+            rel = path.relative_to(directory).as_posix()
+            if path.is_symlink() or not path.is_file():
+                odd.append(rel)
+            elif rel not in _NOT_SEALED:
+                files.append(rel)
+    return sorted(files), sorted(odd)
+
+
 def evidence_files(directory: Path) -> list[str]:
-    """Every file in the folder (recursively, as POSIX relative paths) except the seal."""
-    out = []
-    for path in sorted(directory.rglob("*")):
-        rel = path.relative_to(directory).as_posix()
-        if path.is_file() and rel not in _NOT_SEALED and not rel.endswith(".tmp"):
-            out.append(rel)
-    return out
+    """Every regular file in the folder (recursively, as POSIX relative paths) except the seal;
+    no name is exempt (an added ``evil.tmp`` counts like any other file)."""
+    return _walk(directory)[0]
 
 
 def sums_text(directory: Path) -> str:
@@ -168,6 +193,20 @@ class Verification:
         return (not self.changed and not self.missing and not self.unlisted and self.signed
                 and self.signature_ok and not self.problems)
 
+    @property
+    def intact(self) -> bool:
+        return not (self.changed or self.missing or self.unlisted or self.problems)
+
+    @property
+    def exit_code(self) -> int:
+        """0 intact and signed; 2 intact, unsigned and no key pinned; 1 anything else (with a
+        pinned key, a missing signature is a failure: someone may have stripped it)."""
+        if self.ok:
+            return EXIT_OK
+        if self.intact and not self.signed and not self.key_pinned:
+            return EXIT_UNSIGNED
+        return EXIT_FAILED
+
     def lines(self) -> list[str]:
         out = [f"CHANGED: {name} " + ("(does not match its signature)" if name in _NOT_SEALED
                                       else "(its SHA-256 differs from SHA256SUMS)")
@@ -176,7 +215,10 @@ class Verification:
                 for name in self.missing]
         out += [f"UNLISTED: {name} (in the folder, not in SHA256SUMS)" for name in self.unlisted]
         out += self.problems
-        if not self.signed:
+        if not self.signed and self.key_pinned:
+            out.append("UNSIGNED: no SHA256SUMS.sig, but a public key was pinned: the evidence "
+                       "must be signed by it (a stripped signature looks exactly like this)")
+        elif not self.signed:
             out.append("UNSIGNED: no SHA256SUMS.sig; nothing vouches for who wrote this evidence")
         elif self.signature_ok:
             pin = "pinned key" if self.key_pinned else \
@@ -202,12 +244,14 @@ def _parse_sums(text: str) -> dict[str, str] | None:
 def verify(directory: Path, public_key: Path | None = None) -> Verification:
     """Check the signature over SHA256SUMS, then re-hash every evidence file against it."""
     result = Verification(directory)
+    pinned = load_public_key(public_key) if public_key is not None else None
+    result.key_pinned = pinned is not None
     sums_path = directory / SUMS
     if not sums_path.is_file():
         result.problems.append(f"NO {SUMS}: {directory} was never sealed")
         return result
     raw = sums_path.read_bytes()
-    sums_ok = _check_signature(directory, raw, public_key, result)
+    sums_ok = _check_signature(directory, raw, pinned, result)
     if result.signed and not sums_ok:
         # SHA256SUMS itself changed: its lines cannot be trusted to say which file did
         result.changed.append(SUMS)
@@ -216,7 +260,10 @@ def verify(directory: Path, public_key: Path | None = None) -> Verification:
     if listed is None:
         result.changed.append(f"{SUMS} (malformed)")
         return result
-    present = set(evidence_files(directory))
+    files, odd = _walk(directory)
+    present = set(files)
+    result.problems += [f"UNEXPECTED: {name} (a link or special file, not evidence; not followed)"
+                        for name in odd]
     for name, digest in sorted(listed.items()):
         if name not in present:
             result.missing.append(name)
@@ -226,7 +273,7 @@ def verify(directory: Path, public_key: Path | None = None) -> Verification:
     return result
 
 
-def _check_signature(directory: Path, sums: bytes, public_key: Path | None,
+def _check_signature(directory: Path, sums: bytes, pinned: Ed25519PublicKey | None,
                      result: Verification) -> bool:
     """Fill in the signature part of ``result``; True when SHA256SUMS is the one signed."""
     sig_path = directory / SIGNATURE
@@ -244,9 +291,8 @@ def _check_signature(directory: Path, sums: bytes, public_key: Path | None,
         result.problems.append(f"{SIGNATURE} is unreadable ({type(exc).__name__})")
         return True  # the sums may still be checked against the files; unsigned in effect
     key = shipped
-    if public_key is not None:
-        key = load_public_key(public_key)
-        result.key_pinned = True
+    if pinned is not None:
+        key = pinned
         if fingerprint(key) != fingerprint(shipped):
             result.problems.append(f"{SIGNATURE} carries key {fingerprint(shipped)}, not the "
                                    f"pinned {fingerprint(key)}")

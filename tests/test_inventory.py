@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from inventory_samples import dump, lab_like
 
 from harness.errors import InventoryError
 from harness.inventory import load_inventory
@@ -187,3 +191,100 @@ def test_bad_slo_or_load_names_line_and_field(tmp_path: Path, old: str, new: str
     assert (err.line, err.field) == (line, field), str(err)
     assert needle in err.message
     assert str(err).startswith(f"{tmp_path / 'inventory.yaml'}:{line}: {field}:")
+
+
+# --- values the first loader let through (issue 12), and the safety bucket (issue 8) ------------
+
+def _lab(tmp_path: Path, change: Callable[[dict[str, Any]], object]) -> Path:
+    doc = lab_like(tmp_path)
+    change(doc)
+    path = tmp_path / "lab.yaml"
+    path.write_bytes(dump(doc))
+    return path
+
+
+def _set(*path: Any, value: Any) -> Callable[[dict[str, Any]], object]:
+    def change(doc: dict[str, Any]) -> None:
+        node: Any = doc
+        for p in path[:-1]:
+            node = node[p]
+        node[path[-1]] = value
+    return change
+
+
+@pytest.mark.parametrize("change, field, needle", [
+    (_set("objectives", "tiers", 1, "rto_s", value=math.nan), "objectives.tiers.1.rto_s",
+     "positive number"),
+    (_set("objectives", "assets", "annotations-db", "rpo_s", value=math.inf),
+     "objectives.assets.annotations-db.rpo_s", "positive number"),
+    (_set("probe", "interval_s", value=math.nan), "probe.interval_s", "positive number"),
+    (_set("slo", "p95_ms", value=math.inf), "slo.p95_ms", "positive number"),
+    (_set("slo", "error_rate", value=math.nan), "slo.error_rate", "fraction"),
+    (_set("targets", "backup-job", "period_s", value=-math.inf), "targets.backup-job.period_s",
+     "positive number"),
+    (_set("objectives", "tiers", 2, "rpo_s", value=1e12), "objectives.tiers.2.rpo_s",
+     "at most"),
+    (_set("exercise", "planned_date", value="2026-13-45"), "exercise.planned_date",
+     "not a date"),
+    (_set("targets", "backup-job", "admin", value="nobody"), "targets.backup-job.admin",
+     "not under targets"),
+    (_set("targets", "backup-job", "admin", value="artifact-store"),
+     "targets.backup-job.admin", "must name a rgw-admin target"),
+    (_set("targets", "backup-job", "repository", value="nowhere"),
+     "targets.backup-job.repository", "not under targets"),
+    (_set("targets", "backup-job", "repository", value="artifact-store"),
+     "targets.backup-job.repository", "must name a restic target"),
+    (_set("targets", "replication-job", "replica_store", value="gone"),
+     "targets.replication-job.replica_store", "not under targets"),
+    (_set("targets", "fleet-lb", "frontend", value="nope"), "targets.fleet-lb.frontend",
+     "not under targets"),
+    (_set("targets", "fleet-lb", "frontend", value="mlflow"), "targets.fleet-lb.frontend",
+     "must name a inference target"),
+    (_set("assets", 6, "nodes", value=[["gpu-node-1"]]), "assets[6].nodes[0]",
+     "not a node target"),
+    (_set("assets", 6, "nodes", value=["gpu-node-1", "gpu-node-1"]), "assets[6].nodes[1]",
+     "twice"),
+    (_set("assets", 0, "id", value="../../etc"), "assets[0].id", "letters, digits"),
+    (_set("assets", 0, "bucket", value="models bucket"), "assets[0].bucket", "bucket name"),
+    (_set("site", value="a\x00b"), "site", "control character"),
+])
+def test_values_the_first_loader_let_through_are_located(
+        tmp_path: Path, change: Callable[[dict[str, Any]], object], field: str,
+        needle: str) -> None:
+    path = _lab(tmp_path, change)
+    with pytest.raises(InventoryError) as info:
+        load_inventory(path)
+    assert info.value.field == field and needle in info.value.message, str(info.value)
+    assert info.value.line > 1
+
+
+@pytest.mark.parametrize("bucket, holds", [
+    ("drillbook-models", "asset lab-mlp-weights's data"),
+    ("drillbook-datasets", "asset lab-dataset's data"),
+    ("drillbook-secondary", "database dumps"),  # also the restic repositories' bucket
+    ("drillbook-replica", "replica"),
+])
+def test_a_safety_bucket_that_holds_an_asset_is_refused(tmp_path: Path, bucket: str,
+                                                        holds: str) -> None:
+    path = _lab(tmp_path, _set("guards", "safety_bucket", value=bucket))
+    with pytest.raises(InventoryError) as info:
+        load_inventory(path)
+    assert info.value.field == "guards.safety_bucket" and holds in info.value.message
+
+
+def test_a_restic_repository_bucket_is_data_too(tmp_path: Path) -> None:
+    def change(doc: dict[str, Any]) -> None:
+        doc["targets"]["secondary-backups"]["repository"] = (
+            "s3:http://127.0.0.1:7480/drillbook-restic/repo")
+        doc["guards"]["safety_bucket"] = "drillbook-restic"
+    with pytest.raises(InventoryError, match="restic repository secondary-backups"):
+        load_inventory(_lab(tmp_path, change))
+
+
+def test_the_same_bucket_name_on_another_store_is_allowed(tmp_path: Path) -> None:
+    """Only the store the safety copy is written to matters: a bucket of that name elsewhere
+    (another site's endpoint) holds nothing of this one's."""
+    def change(doc: dict[str, Any]) -> None:
+        doc["targets"]["replica-store"]["endpoint"] = "https://s3.dc2.example.internal"
+        doc["guards"]["safety_bucket"] = "drillbook-replica"
+    assert load_inventory(_lab(tmp_path, change)).safety_bucket == "drillbook-replica"
