@@ -294,7 +294,10 @@ class ArtifactDeletion(Scenario):
         """Record the restore point a version plan amounts to (also used by custom locators)."""
         a = self.ctx.asset
         manifest_version = plan[a.manifest_key].version
-        lost = [w for p in plan.values() for w in p.lost_writes]
+        # a plan that counts newer versions without their times (a custom locator): the window
+        # is taken from the chosen version on, which can only overstate it
+        lost = [w for p in plan.values()
+                for w in (p.lost_writes or ((p.version.last_modified,) if p.newer_versions else ()))]
         # bucket versioning keeps every write: the RPO is the window of writes actually lost
         self.ctx.findings.restore_point = RestorePoint(
             "bucket-version", manifest_version.version_id,
