@@ -156,12 +156,18 @@ def judge(rto: Objective, rpo: Objective, rec: Recorded) -> Judgement:
     # a measurement that missed its target is a reason in its own right; an objective that only
     # shows a failure already given (not reached) is not repeated
     for o in objectives:
-        if o.status is Verdict.FAIL and _own_failure(o, rec) and _reason(o) not in reasons:
+        if o.status is Verdict.FAIL and _own_failure(o, rec) and not _said(o, reasons):
             reasons.append(_reason(o))
     reasons += rec.inconclusive
     if worst is Verdict.INCONCLUSIVE and not rec.inconclusive:
         reasons += [_reason(o) for o in objectives if o.status is Verdict.INCONCLUSIVE]
     return Judgement(tuple(objectives), worst, tuple(reasons))
+
+
+def _said(o: ObjectiveResult, reasons: list[str]) -> bool:
+    """Whether a finding already gives this objective's failure (a scenario that ctx.fail()s
+    and records the same SLO, in its own words)."""
+    return any(o.message in r or r in o.message for r in reasons)
 
 
 def _reason(o: ObjectiveResult) -> str:

@@ -185,3 +185,13 @@ def test_judge_puts_findings_first_then_own_misses() -> None:
     # an RTO not measured because recovery failed is shown as failed, but is not a new reason
     rto = next(o for o in j.objectives if o.name == "RTO")
     assert rto.status is Verdict.FAIL and not any(r.startswith("RTO") for r in j.reasons)
+
+
+def test_an_slo_the_scenario_already_failed_in_its_own_words_is_not_repeated() -> None:
+    rec = Recorded(events=[], integrity=[], smoke={}, sections={"load": {"slo": {
+        "met": False, "summary": "acceptance run missed the SLO: p95 900 ms > 500 ms"}}},
+        reverted=True, failures=["acceptance run missed the SLO: p95 900 ms > 500 ms"],
+        inconclusive=[])
+    j = judge(Objective.evaluate(None, 60), Objective.evaluate(1.0, 10), rec)
+    assert j.verdict is Verdict.FAIL
+    assert j.reasons == ("acceptance run missed the SLO: p95 900 ms > 500 ms",)
