@@ -387,8 +387,13 @@ class ArtifactDeletion(Scenario):
             self._compare(got, "stored")
         except StepFailed as exc:
             self.ctx.fail(f"integrity: {exc}")
-        if self.endpoint is None or self.baseline_outputs is None:
-            self.ctx.findings.smoke["golden"] = "not run: no endpoint or golden inputs"
+        if self.endpoint is None:
+            # nothing serves this asset: a smoke test does not apply (no smoke objective), which
+            # is not the same as one that could not run
+            self.ctx.event("smoke.not-applicable", reason="the asset is not served by an endpoint")
+            return
+        if self.baseline_outputs is None:
+            self.ctx.findings.smoke["golden"] = "not run: no golden inputs for the endpoint"
             return
         same, total = self._golden_matches()
         self.ctx.findings.smoke.update({"golden_inputs": total, "identical_outputs": same,

@@ -10,7 +10,7 @@ A store that accepts connections and never answers (a frozen gateway) is declare
 within a bounded time: :meth:`S3Store.ping` (the preflight's check) makes one attempt that waits
 at most 3 s to connect and ``$DRILLBOOK_S3_TIMEOUT_S`` (default :data:`DEFAULT_TIMEOUT_S`) for
 the answer; every other call waits at most :data:`DATA_READ_TIMEOUT_S` per socket read (a large
-part upload on a busy store may take that long to be acknowledged) and is retried once.
+part upload on a busy store may take that long to be acknowledged) and is tried three times.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ _MISSING_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
 
 #: Seconds the reachability probe waits for the store's answer (one attempt, no retry).
 DEFAULT_TIMEOUT_S = 5.0
-#: Seconds any other call's socket read may wait before it is retried once, then given up.
+#: Seconds any other call's socket read may wait before it is retried (three tries in all).
 DATA_READ_TIMEOUT_S = 30.0
 
 
@@ -80,7 +80,7 @@ class S3Store:
                  connect_timeout: float = 3.0, read_timeout: float = DATA_READ_TIMEOUT_S,
                  probe_timeout: float | None = None) -> None:
         self.target = target
-        self._client: Any = self._make_client(connect_timeout, read_timeout, attempts=2)
+        self._client: Any = self._make_client(connect_timeout, read_timeout, attempts=3)
         self.probe_timeout_s = default_timeout_s() if probe_timeout is None else probe_timeout
         self._connect_timeout = connect_timeout
         self._probe: Any = None  # made on first ping: most stores are pinged once, if at all
@@ -94,7 +94,8 @@ class S3Store:
             signature_version="s3v4",
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries={"max_attempts": attempts, "mode": "standard"},
+            # total_max_attempts counts the first try (max_attempts would count only retries)
+            retries={"total_max_attempts": attempts, "mode": "standard"},
         )
         t = self.target
         return boto3.session.Session().client(
