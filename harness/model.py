@@ -390,16 +390,16 @@ def measure_rpo(events: list[Event] | tuple[Event, ...], point: RestorePoint | N
     if after > 0:
         note = (f"restore point dated {after:.3f} s after the fault, within the clock tolerance "
                 f"of {tolerance_s:g} s")
-    if definition is RpoDefinition.WRITES_LOST:
-        if point.oldest_lost_write is None:
-            return RpoMeasurement(0.0, definition, note=note)
-        lost_for = (t0.utc - point.oldest_lost_write).total_seconds()
-        return RpoMeasurement(max(lost_for, 0.0) if lost_for > -tolerance_s else None, definition,
-                              error=None if lost_for > -tolerance_s else (
-                                  f"the oldest lost write is dated {-lost_for:.3f} s after the "
-                                  f"fault, beyond the clock tolerance of {tolerance_s:g} s"),
-                              note=note)
-    return RpoMeasurement(max(-after, 0.0), definition, note=note)
+    if definition is RpoDefinition.RESTORE_POINT_AGE:
+        return RpoMeasurement(max(-after, 0.0), definition, note=note)
+    if point.oldest_lost_write is None:
+        return RpoMeasurement(0.0, definition, note=note)
+    lost_for = (t0.utc - point.oldest_lost_write).total_seconds()
+    if lost_for < -tolerance_s:
+        return RpoMeasurement(None, definition, error=(
+            f"the oldest write lost is dated {-lost_for:.3f} s after the fault "
+            f"({iso(t0.utc)}), beyond the clock tolerance of {tolerance_s:g} s"))
+    return RpoMeasurement(max(lost_for, 0.0), definition, note=note)
 
 
 def compute_rpo(events: list[Event] | tuple[Event, ...], point: RestorePoint | None) -> float | None:
