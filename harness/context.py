@@ -42,6 +42,9 @@ class Findings:
     reverted: bool = False
     #: scenario-specific evidence (load timelines, loss accounting, ...), each a JSON object
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: where the drill did not go as planned without missing an objective (a rejected restore
+    #: point, a fallback to an older one, a slow store): each becomes a "deviation" finding
+    deviations: list[str] = field(default_factory=list)
 
 
 class Adapters:
@@ -154,6 +157,13 @@ class DrillContext:
         self.findings.inconclusive.append(reason)
         self.journal.note("finding", verdict="INCONCLUSIVE", reason=reason, phase=self.phase.value)
         self.progress(f"  INCONCLUSIVE: {reason}")
+
+    def deviation(self, reason: str) -> None:
+        """Something went other than planned, without missing an objective: a finding, not a
+        verdict (e.g. the newest backup was corrupt and an older one was restored)."""
+        self.findings.deviations.append(reason)
+        self.journal.note("finding", verdict="DEVIATION", reason=reason, phase=self.phase.value)
+        self.progress(f"  DEVIATION: {reason}")
 
     def integrity(self, obj: str, expected: str, actual: str | None) -> bool:
         ok = actual is not None and actual == expected

@@ -135,15 +135,40 @@ class IntegrityCheck:
         }
 
 
+#: How far a restore point's own timestamp may lie *after* the fault (t0) and still count as made
+#: before it: the backup host's clock and the drill host's may disagree by this much. A point dated
+#: later is never chosen, and the RPO it would give is an error, never a number.
+RESTORE_POINT_CLOCK_TOLERANCE_S = 2.0
+
+
+class RpoDefinition(enum.Enum):
+    """Which RPO the evidence states (the reports name it)."""
+
+    #: a copy taken at one instant (restic snapshot, pg_dump): RPO = t0 - the copy's creation time
+    RESTORE_POINT_AGE = "restore-point-age"
+    #: continuous protection (bucket versions) keeps every write: RPO = t0 - the oldest write that
+    #: did not come back, 0 when nothing was lost
+    WRITES_LOST = "writes-lost"
+
+
 @dataclass(frozen=True)
 class RestorePoint:
-    """The copy a recovery restores from: where it is and when it was made."""
+    """The copy a recovery restores from: where it is and when it was made.
 
-    kind: str  # "bucket-version" | "restic-snapshot"
+    ``continuous`` marks a point kept by continuous protection (a bucket version); then
+    ``oldest_lost_write`` is when the oldest write newer than it was made (None: nothing lost)."""
+
+    kind: str  # "bucket-version" | "restic-snapshot" | "pg-dump" | ...
     identity: str
     created: datetime
     location: str
     newer_versions_lost: int = 0
+    continuous: bool = False
+    oldest_lost_write: datetime | None = None
+
+    @property
+    def rpo_definition(self) -> RpoDefinition:
+        return RpoDefinition.WRITES_LOST if self.continuous else RpoDefinition.RESTORE_POINT_AGE
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -152,17 +177,35 @@ class RestorePoint:
             "created_utc": iso(self.created),
             "location": self.location,
             "newer_versions_lost": self.newer_versions_lost,
+            "rpo_definition": self.rpo_definition.value,
+            "oldest_lost_write_utc": (None if self.oldest_lost_write is None
+                                      else iso(self.oldest_lost_write)),
         }
+
+
+@dataclass(frozen=True)
+class RpoMeasurement:
+    """An RPO as measured: seconds (None when it cannot be), which definition applied, and when
+    it cannot be, why (``error``). ``note`` records a clock difference absorbed by the tolerance."""
+
+    seconds: float | None
+    definition: RpoDefinition | None
+    error: str | None = None
+    note: str | None = None
 
 
 @dataclass(frozen=True)
 class Objective:
     """A measured quantity against its target. ``measured_s`` is None when it could not be measured,
-    and then ``met`` is None too: an unmeasured objective is never met."""
+    and then ``met`` is None too: an unmeasured objective is never met. For an RPO, ``definition``
+    says which one applied, ``error`` why it could not be measured, ``note`` anything absorbed."""
 
     measured_s: float | None
     target_s: float
     met: bool | None
+    definition: str | None = None
+    error: str | None = None
+    note: str | None = None
 
     @classmethod
     def evaluate(cls, measured_s: float | None, target_s: float) -> Objective:
@@ -170,8 +213,49 @@ class Objective:
             return cls(None, target_s, None)
         return cls(round(measured_s, 6), target_s, measured_s <= target_s)
 
+    @classmethod
+    def of_rpo(cls, m: RpoMeasurement, target_s: float) -> Objective:
+        return dataclasses.replace(
+            cls.evaluate(m.seconds, target_s),
+            definition=None if m.definition is None else m.definition.value,
+            error=m.error, note=m.note)
+
     def to_json(self) -> dict[str, Any]:
-        return {"measured_s": self.measured_s, "target_s": self.target_s, "met": self.met}
+        out: dict[str, Any] = {"measured_s": self.measured_s, "target_s": self.target_s,
+                               "met": self.met}
+        for key, value in (("definition", self.definition), ("error", self.error),
+                           ("note", self.note)):
+            if value is not None:
+                out[key] = value
+        return out
+
+
+class ObjectiveKind(enum.Enum):
+    RTO = "rto"
+    RPO = "rpo"
+    INTEGRITY = "integrity"
+    SMOKE = "smoke"
+    SLO = "slo"
+    REVERT = "revert"
+    HOST_CHECK = "host-check"
+
+
+@dataclass(frozen=True)
+class ObjectiveResult:
+    """One objective judged. The verdict is the worst of these and of the drill's own findings
+    (:func:`harness.verdict.judge`), and every report shows exactly these, so none can disagree."""
+
+    name: str  # "RTO", "RPO", "integrity", "smoke", "slo:<section>", "revert", "host:<check>"
+    kind: ObjectiveKind
+    status: Verdict
+    message: str
+    measured_s: float | None = None
+    target_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind.value, "status": self.status.value,
+                "message": self.message, "measured_s": self.measured_s,
+                "target_s": self.target_s}
 
 
 @dataclass(frozen=True)
@@ -216,6 +300,9 @@ class Evidence:
     inventory: str
     versions: dict[str, str]
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: every objective judged (RTO, RPO, integrity, smoke, each SLO, revert, host checks): the
+    #: verdict is derived from these, and every report renders these
+    objectives: tuple[ObjectiveResult, ...] = ()
     #: what an auditor asks for beyond the measurements (see AuditRecord); None only for records
     #: built by hand in tests, never for a drill the runner ran
     audit: AuditRecord | None = None
@@ -233,6 +320,7 @@ class Evidence:
             "reasons": list(self.reasons),
             "rto": self.rto.to_json(),
             "rpo": self.rpo.to_json(),
+            "objectives": [o.to_json() for o in self.objectives],
             "rto_breakdown_s": {k: round(v, 6) for k, v in self.rto_breakdown.items()},
             "started_utc": iso(self.started),
             "finished_utc": iso(self.finished),
@@ -272,13 +360,56 @@ def compute_rto(events: list[Event] | tuple[Event, ...]) -> float | None:
     return t1.mono - t0.mono
 
 
-def compute_rpo(events: list[Event] | tuple[Event, ...], point: RestorePoint | None) -> float | None:
-    """Seconds from the restore point's creation to the injection (UTC wall clock): the data window
-    lost. None when nothing was restored or the fault never happened."""
+class RpoError(ValueError):
+    """An RPO that cannot be a number: the restore point is dated after the fault."""
+
+
+def measure_rpo(events: list[Event] | tuple[Event, ...], point: RestorePoint | None, *,
+                tolerance_s: float = RESTORE_POINT_CLOCK_TOLERANCE_S) -> RpoMeasurement:
+    """The RPO of restoring ``point`` for a fault injected at ``fault.injected`` (UTC wall clock).
+
+    - a point-in-time copy (snapshot, dump): t0 minus the copy's creation time;
+    - continuous protection (bucket versions): t0 minus the oldest write that was lost, 0 when
+      nothing was lost (the restored version was the current one).
+
+    A point dated after t0 by more than ``tolerance_s`` gives no number but an ``error`` with its
+    reason (it was taken after the fault, or its clock is wrong): never a 0. Within the tolerance
+    the clocks' disagreement is stated in ``note`` and the RPO is 0."""
     t0 = event_by_name(events, "fault.injected")
     if t0 is None or point is None:
-        return None
-    return max(0.0, (t0.utc - point.created).total_seconds())
+        return RpoMeasurement(None, None if point is None else point.rpo_definition)
+    definition = point.rpo_definition
+    after = (point.created - t0.utc).total_seconds()
+    if after > tolerance_s:
+        return RpoMeasurement(None, definition, error=(
+            f"restore point {point.kind} {point.identity} is dated {iso(point.created)}, "
+            f"{after:.3f} s after the fault ({iso(t0.utc)}), beyond the clock tolerance of "
+            f"{tolerance_s:g} s: it was made after the fault or its clock is wrong, so no RPO "
+            f"can be stated"))
+    note = None
+    if after > 0:
+        note = (f"restore point dated {after:.3f} s after the fault, within the clock tolerance "
+                f"of {tolerance_s:g} s")
+    if definition is RpoDefinition.RESTORE_POINT_AGE:
+        return RpoMeasurement(max(-after, 0.0), definition, note=note)
+    if point.oldest_lost_write is None:
+        return RpoMeasurement(0.0, definition, note=note)
+    lost_for = (t0.utc - point.oldest_lost_write).total_seconds()
+    if lost_for < -tolerance_s:
+        return RpoMeasurement(None, definition, error=(
+            f"the oldest write lost is dated {-lost_for:.3f} s after the fault "
+            f"({iso(t0.utc)}), beyond the clock tolerance of {tolerance_s:g} s"))
+    return RpoMeasurement(max(lost_for, 0.0), definition, note=note)
+
+
+def compute_rpo(events: list[Event] | tuple[Event, ...], point: RestorePoint | None) -> float | None:
+    """Seconds of data lost by restoring ``point`` (see :func:`measure_rpo`). None when nothing
+    was restored or the fault never happened; raises :class:`RpoError` (with the reason) when the
+    point is dated after the fault beyond the clock tolerance: a negative RPO is never a 0."""
+    m = measure_rpo(events, point)
+    if m.error is not None:
+        raise RpoError(m.error)
+    return m.seconds
 
 
 def rto_breakdown(events: list[Event] | tuple[Event, ...],

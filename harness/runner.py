@@ -9,6 +9,7 @@ journal's events; nothing in the evidence is typed in.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import secrets
 import traceback
@@ -25,19 +26,22 @@ from harness.guards import DrillLock, deferred_sigint, require_drill_safe
 from harness.inventory import Inventory
 from harness.journal import Clock, Journal
 from harness.model import (
+    AuditRecord,
     Evidence,
+    Finding,
     Objective,
     Outcome,
     Phase,
     TimelineEntry,
     Verdict,
-    compute_rpo,
     compute_rto,
     event_by_name,
+    measure_rpo,
     rto_breakdown,
 )
 from harness.provenance import ExerciseInput, audit_record
 from harness.scenario import RunbookStep, Scenario
+from harness.verdict import Judgement, Recorded, judge
 
 #: A replacement for a runbook step: gets the drill context and the original step's function.
 StepOverride = Callable[[DrillContext, Callable[[], None]], None]
@@ -242,48 +246,59 @@ def _revert(ctx: DrillContext, scenario: Scenario) -> bool:
 
 def build_evidence(ctx: DrillContext, req: DrillRequest, started: datetime, *,
                    scenario: Scenario | None = None, overrides: list[str] | None = None) -> Evidence:
+    """The evidence of a drill: RTO and RPO computed from the journal, every objective judged in
+    one list, and the verdict derived from that list (harness/verdict.py)."""
     events = ctx.journal.events
     targets = ctx.inventory.objectives_for(ctx.asset)
     point = ctx.findings.restore_point
     rto = Objective.evaluate(compute_rto(events), targets.rto_s)
-    rpo = Objective.evaluate(compute_rpo(events, point), targets.rpo_s)
-    reasons = list(ctx.findings.failures)
-    injected = event_by_name(events, "fault.injected") is not None
-    if injected and not ctx.findings.failures and not ctx.findings.inconclusive:
-        if rto.met is False:
-            reasons.append(f"RTO {rto.measured_s:.1f} s exceeds the target {rto.target_s:g} s")
-        if rpo.met is False:
-            reasons.append(f"RPO {rpo.measured_s:.1f} s exceeds the target {rpo.target_s:g} s")
-    if reasons:
-        verdict = Verdict.FAIL
-    elif ctx.findings.inconclusive or rto.met is not True or rpo.met is not True:
-        verdict = Verdict.INCONCLUSIVE
-        if not ctx.findings.inconclusive:
-            reasons.append("RTO or RPO could not be measured")
-    else:
-        verdict = Verdict.PASS
-    reasons += ctx.findings.inconclusive
+    rpo = Objective.of_rpo(measure_rpo(events, point), targets.rpo_s)
+    judgement = judge(rto, rpo, Recorded(
+        events=events, integrity=ctx.journal.integrity, smoke=ctx.findings.smoke,
+        sections=ctx.findings.sections, reverted=ctx.findings.reverted,
+        failures=ctx.findings.failures, inconclusive=ctx.findings.inconclusive))
     t0 = event_by_name(events, "fault.injected")
     timeline = tuple(
         TimelineEntry(e.name, e.utc, None if t0 is None else e.mono - t0.mono)
         for e in events if not e.name.startswith("phase."))
+    audit = audit_record(
+        inventory=ctx.inventory, asset=ctx.asset, scenario_cls=req.scenario,
+        steps=[] if scenario is None else [(s.name, s.summary) for s in scenario.runbook()],
+        events=events, journal_steps=ctx.journal.steps, given=req.exercise, started=started,
+        default_title=f"{req.scenario.name} ({req.variant}) on {ctx.asset.id}",
+        overrides=list(overrides or []), dry_run=req.dry_run,
+        failures=list(ctx.findings.failures), inconclusive=list(ctx.findings.inconclusive))
     return Evidence(
         drill_id=ctx.drill_id, scenario=req.scenario.name, variant=req.variant,
-        asset=ctx.asset.id, tier=ctx.asset.tier, site=ctx.inventory.site, verdict=verdict,
-        reasons=tuple(reasons), rto=rto, rpo=rpo, started=started, finished=ctx.clock.utc(),
+        asset=ctx.asset.id, tier=ctx.asset.tier, site=ctx.inventory.site,
+        verdict=judgement.verdict, reasons=judgement.reasons, rto=rto, rpo=rpo,
+        started=started, finished=ctx.clock.utc(),
         timeline=timeline, steps=tuple(ctx.journal.steps), integrity=tuple(ctx.journal.integrity),
         restore_point=point, smoke=dict(ctx.findings.smoke),
         rto_breakdown=rto_breakdown(events, ctx.journal.steps), reverted=ctx.findings.reverted,
         inventory=str(ctx.inventory.path), versions=_versions(),
-        sections=dict(ctx.findings.sections),
-        audit=audit_record(
-            inventory=ctx.inventory, asset=ctx.asset, scenario_cls=req.scenario,
-            steps=[] if scenario is None else [(s.name, s.summary) for s in scenario.runbook()],
-            events=events, journal_steps=ctx.journal.steps, given=req.exercise, started=started,
-            default_title=f"{req.scenario.name} ({req.variant}) on {ctx.asset.id}",
-            overrides=list(overrides or []), dry_run=req.dry_run,
-            failures=list(ctx.findings.failures), inconclusive=list(ctx.findings.inconclusive)),
+        sections=dict(ctx.findings.sections), objectives=judgement.objectives,
+        audit=_with_deviations(audit, ctx.findings.deviations, judgement),
     )
+
+
+def _with_deviations(audit: AuditRecord, deviations: list[str],
+                     judgement: Judgement) -> AuditRecord:
+    """Add the scenario's recorded deviations (a rejected restore point, a fallback, a slow
+    store) and the objectives missed on their own measurement as findings, numbered after the
+    drill's own."""
+    known = {f.summary for f in audit.findings}
+    extra = [("fail", r) for r in judgement.reasons
+             if r not in known and judgement.verdict is Verdict.FAIL]
+    extra += [("deviation", d) for d in deviations]
+    findings = list(audit.findings)
+    for severity, text in extra:
+        if text in known:
+            continue
+        known.add(text)
+        findings.append(Finding(f"F{len(findings) + 1}", severity, text, "drill"))
+    return dataclasses.replace(audit, findings=tuple(findings),
+                               deviations=audit.deviations + tuple(dict.fromkeys(deviations)))
 
 
 def _versions() -> dict[str, str]:

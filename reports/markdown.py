@@ -38,7 +38,10 @@ def render_markdown(doc: dict[str, Any], report_link: str = "report.html") -> st
     for name in ("rto", "rpo"):
         o = doc[name]
         met = {True: "met", False: "**missed**", None: "not measured"}[o["met"]]
-        lines.append(f"| {name.upper()} | {seconds(o['measured_s'])} | {seconds(o['target_s'])} "
+        if o.get("error"):
+            met = f"**error**: {_cell(o['error'])}"
+        label = name.upper() + (f" ({o['definition']})" if o.get("definition") else "")
+        lines.append(f"| {label} | {seconds(o['measured_s'])} | {seconds(o['target_s'])} "
                      f"| {met} |")
     lines += ["", "| check | result | detail |", "| --- | --- | --- |"]
     for r in objective_results(doc):
@@ -47,6 +50,9 @@ def render_markdown(doc: dict[str, Any], report_link: str = "report.html") -> st
         lines.append(f"| {r.name} | {_ICON[r.status]} {r.status} | {_cell(r.message)} |")
     if doc.get("reasons"):
         lines += ["", "**Reasons**", ""] + [f"- {_cell(r)}" for r in doc["reasons"]]
+    deviations = [f for f in doc.get("findings", []) if f.get("severity") == "deviation"]
+    if deviations:
+        lines += ["", "**Deviations**", ""] + [f"- {_cell(f['summary'])}" for f in deviations]
     open_actions = [f for f in doc.get("findings", []) if f.get("corrective_action") is None]
     if doc.get("findings"):
         lines += ["", (f"Findings: {len(doc['findings'])} ({len(open_actions)} without a "

@@ -24,13 +24,13 @@ from __future__ import annotations
 import secrets
 import shutil
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.blast import Touch
 from harness.errors import Inconclusive, StepFailed
-from harness.model import RestorePoint, event_by_name, iso
+from harness.model import RESTORE_POINT_CLOCK_TOLERANCE_S, RestorePoint, event_by_name, iso
 from harness.scenario import RunbookStep, Scenario
 from harness.targets.database import (
     Database,
@@ -40,6 +40,9 @@ from harness.targets.database import (
     TableState,
     sha256_file,
 )
+
+if TYPE_CHECKING:
+    from harness.context import DrillContext
 
 #: At most this many lost keys are listed in the evidence (all are counted).
 LIST_LIMIT = 50
@@ -73,6 +76,12 @@ class DatabaseLoss(Scenario):
     base_rows: dict[str, dict[str, str]]
     chosen: DumpRecord | None = None
     pulled: Path | None = None
+    #: restore points already reported as passed over (one deviation each)
+    _noted: set[str]
+
+    def __init__(self, ctx: DrillContext) -> None:
+        super().__init__(ctx)
+        self._noted = set()
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -103,7 +112,19 @@ class DatabaseLoss(Scenario):
         return ev.utc
 
     def newest_before(self, when: datetime) -> DumpRecord:
-        before = [r for r in self.catalog.records() if r.created < when]
+        """The newest dump whose manifest dates it before ``when``, give or take the documented
+        clock tolerance; a dump dated later is passed over with a deviation."""
+        bound = when + timedelta(seconds=RESTORE_POINT_CLOCK_TOLERANCE_S)
+        records = self.catalog.records()
+        for r in records:
+            if r.created > bound and r.key not in self._noted:
+                self._noted.add(r.key)
+                self.ctx.deviation(
+                    f"dump {r.identity} is dated {iso(r.created)}, "
+                    f"{(r.created - when).total_seconds():.1f} s after {iso(when)}, beyond the "
+                    f"clock tolerance of {RESTORE_POINT_CLOCK_TOLERANCE_S:g} s: not used as a "
+                    f"restore point")
+        before = [r for r in records if r.created <= bound]
         if not before:
             raise Inconclusive(f"no restore point: no dump of {self.database} made before "
                                f"{iso(when)} in {self.catalog.location}")
@@ -112,6 +133,26 @@ class DatabaseLoss(Scenario):
     def scratch_touches(self) -> list[Touch]:
         # prove_restorable restores the newest dump into a throwaway database and drops it
         return [Touch.database(self.ctx.asset.store, "drillbook_proof_*")]
+
+    def cross_check(self, rec: DumpRecord, path: Path) -> None:
+        """The manifest's time against the archive's own header (``pg_restore --list``). A
+        manifest dating the dump later than the archive was made understates the RPO: a FAIL
+        with a finding, and the restore point takes the archive's time, so the RPO stated is the
+        honest one. (The header is later than the snapshot by pg_dump's start-up, and truncated
+        to the second: only a manifest *ahead* of it by more than that and the clock tolerance
+        is a mismatch.)"""
+        made = self.db.archive_created(path)
+        ahead = (rec.created - made).total_seconds()
+        self.ctx.event("restore-point.cross-checked", dump=rec.identity,
+                       manifest_utc=iso(rec.created), archive_header_utc=iso(made))
+        if ahead <= RESTORE_POINT_CLOCK_TOLERANCE_S + 1.0:
+            return
+        self.ctx.fail(f"dump {rec.identity} is misdated: its manifest says it was made at "
+                      f"{iso(rec.created)}, the archive's own header (pg_restore --list) says "
+                      f"{iso(made)}, {ahead:.0f} s earlier; the manifest understates the RPO")
+        point = self.ctx.findings.restore_point
+        if point is not None and point.identity == rec.identity:
+            self.ctx.findings.restore_point = replace(point, created=made)
 
     # -- phases ---------------------------------------------------------------------------------
 
@@ -216,6 +257,7 @@ class DatabaseLoss(Scenario):
         if not self.ctx.integrity(self.chosen.key, self.chosen.sha256, sha):
             raise StepFailed(f"dump {self.chosen.identity} arrived with SHA-256 {sha[:12]}, "
                              f"its manifest says {self.chosen.sha256[:12]}")
+        self.cross_check(self.chosen, self.pulled)
 
     def restore(self) -> None:
         assert self.pulled is not None
@@ -342,6 +384,17 @@ class AnnotationDbLoss(DatabaseLoss):
         loss = tables.get(self.label_table)
         keys = [] if loss is None else loss.lost
         after = [k for k in keys if k in self.written and self.written[k] >= rec.created]
+        # the content against the manifest: an annotation written well before the time the
+        # manifest gives must be in the dump (only a transaction still open at the snapshot,
+        # within the clock tolerance, could miss it)
+        early = rec.created - timedelta(seconds=RESTORE_POINT_CLOCK_TOLERANCE_S)
+        missing = sorted(self.written[k] for k in keys if k in self.written
+                          and self.written[k] < early)
+        if missing:
+            self.ctx.fail(f"dump {rec.identity} lacks {len(missing)} annotation(s) written "
+                          f"before the time its manifest gives ({iso(rec.created)}; the oldest "
+                          f"written {iso(missing[0])}): the dump is older than its manifest "
+                          f"says")
         return {"annotations_lost": len(keys), "annotations_written_after_dump": len(after),
                 "annotations_written_before_dump": len(keys) - len(after),
                 "newest_annotation_lost_utc": (

@@ -17,16 +17,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, ClassVar
+from datetime import datetime, timedelta
+from typing import IO, TYPE_CHECKING, ClassVar
 
 from harness.errors import Inconclusive, StepFailed
 from harness.guards import FoundVersion, SafetyCopy
 from harness.integrity import Manifest, sha256_stream
-from harness.model import RestorePoint
+from harness.model import RESTORE_POINT_CLOCK_TOLERANCE_S, RestorePoint, event_by_name, iso
 from harness.scenario import RunbookStep, Scenario
 from harness.targets.inference import InferenceEndpoint
 from harness.targets.restic import ResticRepo, Snapshot
 from harness.targets.s3 import ObjectVersion, S3Store
+
+if TYPE_CHECKING:
+    from harness.context import DrillContext
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,10 @@ class VersionPlan:
     version: ObjectVersion
     markers_above: tuple[str, ...]  # delete-marker version ids newer than the chosen version
     newer_versions: int  # real versions newer than the chosen one (data lost if restored)
+    #: when each of those newer versions was written (the writes restoring this one loses)
+    lost_writes: tuple[datetime, ...] = ()
+    #: real versions above the chosen one written after the fault (kept, never restored)
+    after_fault: int = 0
 
 
 class ArtifactDeletion(Scenario):
@@ -64,6 +72,12 @@ class ArtifactDeletion(Scenario):
     pulled: dict[str, tuple[str, int]]
     #: key -> (etag, size) of each object's current version when preflight found it intact
     found_current: dict[str, tuple[str, int]]
+    #: restore points already reported as passed over (one deviation each)
+    _noted: set[str]
+
+    def __init__(self, ctx: DrillContext) -> None:
+        super().__init__(ctx)
+        self._noted = set()
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -108,13 +122,40 @@ class ArtifactDeletion(Scenario):
                 if key in wanted:
                     yield key, stream
 
+    def _fault_time(self) -> tuple[datetime, str]:
+        """(t0, "the fault") once injected; before that (preflight), (now, "now")."""
+        t0 = event_by_name(self.ctx.journal.events, "fault.injected")
+        return (t0.utc, "the fault") if t0 is not None else (self.ctx.clock.utc(), "now")
+
+    def _restore_point_bound(self) -> datetime:
+        """Restore points must predate the fault, give or take the documented clock tolerance."""
+        return self._fault_time()[0] + timedelta(seconds=RESTORE_POINT_CLOCK_TOLERANCE_S)
+
+    def _snapshots_before_fault(self) -> list[Snapshot]:
+        """The asset's snapshots made before the fault, oldest first. A snapshot dated after it
+        (beyond the clock tolerance) is never a restore point: a deviation says so, once."""
+        a = self.ctx.asset
+        assert a.backup_path is not None
+        at, what = self._fault_time()
+        bound = self._restore_point_bound()
+        snaps = self.repo.snapshots(path=a.backup_path)
+        for s in snaps:
+            if s.time > bound and s.id not in self._noted:
+                self._noted.add(s.id)
+                self.ctx.deviation(
+                    f"restic snapshot {s.short_id} of {a.backup_path} is dated {iso(s.time)}, "
+                    f"{(s.time - at).total_seconds():.1f} s after {what}, beyond the clock "
+                    f"tolerance of {RESTORE_POINT_CLOCK_TOLERANCE_S:g} s: not used as a restore "
+                    f"point (made after the fault, or the backup host's clock is fast)")
+        return [s for s in snaps if s.time <= bound]
+
     def _newest_snapshot(self) -> Snapshot:
         a = self.ctx.asset
         assert a.backup_path is not None
-        snaps = self.repo.snapshots(path=a.backup_path)
+        snaps = self._snapshots_before_fault()
         if not snaps:
-            raise Inconclusive(f"no restore point: no restic snapshot of {a.backup_path} in "
-                               f"{self.repo.target.repository}")
+            raise Inconclusive(f"no restore point: no restic snapshot of {a.backup_path} made "
+                               f"before the fault in {self.repo.target.repository}")
         return snaps[-1]
 
     # -- phases -------------------------------------------------------------------------------
@@ -284,29 +325,46 @@ class ArtifactDeletion(Scenario):
         by_key: dict[str, list[ObjectVersion]] = {}
         for v in self.store.list_versions(a.bucket, a.prefix):
             by_key.setdefault(v.key, []).append(v)
+        bound = self._restore_point_bound()
         for key in self.keys:
             history = by_key.get(key, [])
             markers: list[str] = []
-            for v in history:
+            after_fault = 0
+            for i, v in enumerate(history):
                 if v.is_delete_marker:
                     markers.append(v.version_id)
                     continue
-                newer = sum(1 for h in history[:history.index(v)] if not h.is_delete_marker)
-                self.plan[key] = VersionPlan(key, v, tuple(markers), newer)
+                if v.last_modified > bound:
+                    # written after the fault: not a restore point (and not a write it lost)
+                    self.ctx.deviation(f"version {v.version_id} of {key} is dated "
+                                       f"{iso(v.last_modified)}, after the fault: not restored")
+                    after_fault += 1
+                    continue
+                lost = tuple(h.last_modified for h in history[:i]
+                             if not h.is_delete_marker and h.last_modified <= bound)
+                self.plan[key] = VersionPlan(key, v, tuple(markers), len(lost), lost,
+                                             after_fault)
                 break
             else:
-                raise StepFailed(f"no version of {key} left in bucket {a.bucket}")
+                raise StepFailed(f"no version of {key} made before the fault is left in bucket "
+                                 f"{a.bucket}")
         self.set_version_restore_point(self.plan)
 
     def set_version_restore_point(self, plan: dict[str, VersionPlan]) -> None:
         """Record the restore point a version plan amounts to (also used by custom locators)."""
         a = self.ctx.asset
         manifest_version = plan[a.manifest_key].version
+        # a plan that counts newer versions without their times (a custom locator): the window
+        # is taken from the chosen version on, which can only overstate it
+        lost = [w for p in plan.values()
+                for w in (p.lost_writes or ((p.version.last_modified,) if p.newer_versions else ()))]
+        # bucket versioning keeps every write: the RPO is the window of writes actually lost
         self.ctx.findings.restore_point = RestorePoint(
             "bucket-version", manifest_version.version_id,
             max(p.version.last_modified for p in plan.values()),
             f"s3://{a.bucket}/{a.prefix}",
-            newer_versions_lost=sum(p.newer_versions for p in plan.values()))
+            newer_versions_lost=sum(p.newer_versions for p in plan.values()),
+            continuous=True, oldest_lost_write=min(lost) if lost else None)
 
     def pull(self) -> None:
         a = self.ctx.asset
@@ -317,7 +375,7 @@ class ArtifactDeletion(Scenario):
                 self.pulled[key] = self.store.upload_stream(a.bucket, key, stream)
             return
         for p in self.plan.values():
-            if p.newer_versions == 0:
+            if p.newer_versions == 0 and p.after_fault == 0:
                 # the chosen version is the newest real one: removing the markers above it
                 # restores history exactly as it was
                 for marker in p.markers_above:
@@ -389,8 +447,13 @@ class ArtifactDeletion(Scenario):
             self._compare(got, "stored")
         except StepFailed as exc:
             self.ctx.fail(f"integrity: {exc}")
-        if self.endpoint is None or self.baseline_outputs is None:
-            self.ctx.findings.smoke["golden"] = "not run: no endpoint or golden inputs"
+        if self.endpoint is None:
+            # nothing serves this asset: a smoke test does not apply (no smoke objective), which
+            # is not the same as one that could not run
+            self.ctx.event("smoke.not-applicable", reason="the asset is not served by an endpoint")
+            return
+        if self.baseline_outputs is None:
+            self.ctx.findings.smoke["golden"] = "not run: no golden inputs for the endpoint"
             return
         same, total = self._golden_matches()
         self.ctx.findings.smoke.update({"golden_inputs": total, "identical_outputs": same,

@@ -2,11 +2,12 @@
 
 - :class:`AssetRestoreDrill`: the artifact-deletion machinery (manifest, safety copy, bucket
   versions or restic, verification, revert) for any manifest-described prefix, with two things
-  the data drills need on top: the restic restore point is the newest snapshot *taken before the
-  fault was detected* whose files hash to the baseline (scheduled backups keep running during a
-  drill and would otherwise offer a copy of the damage), and loss accounting in the evidence.
+  the data drills need on top: the restic restore point is the newest snapshot *made before the
+  fault* (within the clock tolerance) whose files hash to the baseline (scheduled backups keep
+  running during a drill and would otherwise offer a copy of the damage); newer snapshots that
+  are corrupt or unreadable are passed over with a deviation each; and loss accounting.
 - :func:`record_loss`: evidence ``sections["loss"]``: the restore point used (time, identity),
-  RPO = injection time minus that point, what was lost (object versions and files written after
+  the RPO and its definition (as the verdict states it), what was lost (object versions and files written after
   it, counted), met or missed against the inventory's RPO target.
 - :func:`backup_job_for` / :func:`replication_job_for`: the inventory's job that protects an asset.
 - :func:`classify_store_error`: what the store refused, from the error text it returned.
@@ -24,7 +25,12 @@ from harness.errors import GuardRefused, Inconclusive, StepFailed, TargetUnreach
 from harness.guards import require_drill_safe
 from harness.integrity import sha256_stream
 from harness.inventory import Asset, Inventory, JobTarget
-from harness.model import RestorePoint, event_by_name, iso
+from harness.model import (
+    RestorePoint,
+    event_by_name,
+    iso,
+    measure_rpo,
+)
 from harness.scenario import Scenario
 from harness.targets.job import Job
 from harness.targets.restic import ResticRepo, Snapshot
@@ -60,19 +66,24 @@ def injected_at(ctx: DrillContext) -> datetime:
 
 def record_loss(ctx: DrillContext, point: RestorePoint,
                 newer: Iterable[tuple[str, datetime]], **extra: Any) -> None:
-    """Evidence of what restoring ``point`` loses: ``newer`` lists (key, written) of every object
-    version in the blast radius at baseline; those written after the point are lost."""
+    """Evidence of what restoring ``point`` loses. ``newer`` lists (key, written) object versions
+    in the blast radius: for a point-in-time copy, every version at baseline (those written after
+    the point are lost); for continuous protection (``point.continuous``), exactly the writes the
+    restore does not bring back. The RPO is :func:`~harness.model.measure_rpo`'s, so the section
+    and the verdict state the same number and the same definition."""
     t0 = injected_at(ctx)
     target = ctx.inventory.objectives_for(ctx.asset).rpo_s
-    rpo = max(0.0, (t0 - point.created).total_seconds())
-    lost = sorted((k, w) for k, w in newer if w > point.created)
+    m = measure_rpo(ctx.journal.events, point)
+    lost = sorted((k, w) for k, w in newer if point.continuous or w > point.created)
     ctx.findings.sections["loss"] = {
         "restore_point": {"kind": point.kind, "identity": point.identity,
                           "created_utc": iso(point.created), "location": point.location},
         "injected_utc": iso(t0),
-        "rpo_s": round(rpo, 3),
+        "rpo_definition": point.rpo_definition.value,
+        "rpo_s": None if m.seconds is None else round(m.seconds, 3),
+        **({} if m.error is None else {"rpo_error": m.error}),
         "rpo_target_s": target,
-        "rpo_met": rpo <= target,
+        "rpo_met": None if m.seconds is None else m.seconds <= target,
         "lost_versions": len(lost),
         "lost_files": len({k for k, _ in lost}),
         "lost": [{"key": k, "written_utc": iso(w)} for k, w in lost[:50]],
@@ -125,24 +136,41 @@ class AssetRestoreDrill(ArtifactDeletion):
                                   if v.key in wanted and v.is_latest and not v.is_delete_marker]
 
     def _newest_snapshot(self) -> Snapshot:
-        """The newest snapshot taken before the fault was detected whose files hash to the
-        manifest (before injection: the newest that does)."""
+        """The newest snapshot made before the fault whose files hash to the manifest. A newer one
+        that does not (corrupt, incomplete, a copy of the damage) or cannot be read is passed
+        over, and a deviation says which, why, and what RPO it would have given."""
         a = self.ctx.asset
         assert a.backup_path is not None
-        detected = event_by_name(self.ctx.journal.events, "fault.detected")
-        snaps = self.repo.snapshots(path=a.backup_path)
-        if detected is not None:
-            snaps = [s for s in snaps if s.time <= detected.utc]
+        snaps = self._snapshots_before_fault()
         if not snaps:
-            raise Inconclusive(f"no restore point: no restic snapshot of {a.backup_path} in "
-                               f"{self.repo.target.repository}")
+            raise Inconclusive(f"no restore point: no restic snapshot of {a.backup_path} made "
+                               f"before the fault in {self.repo.target.repository}")
         expected = self._expected()
+        at, what = self._fault_time()
+        rejected: list[str] = []
         for snap in reversed(snaps[-5:]):
-            got = {key: sha256_stream(stream)[0] for key, stream in self._backup_files(snap)}
-            if all(got.get(k) == expected[k][0] for k in self.keys):
-                return snap
-            self.ctx.event("restore-point.rejected", snapshot=snap.id,
-                           reason="files do not hash to the manifest")
+            try:
+                got = {key: sha256_stream(stream)[0] for key, stream in self._backup_files(snap)}
+            except TargetUnreachable as exc:
+                why = f"unreadable ({exc})"
+            else:
+                bad = [k for k in self.keys if got.get(k) != expected[k][0]]
+                if not bad:
+                    if rejected:
+                        self.ctx.deviation(
+                            f"fell back to restic snapshot {snap.short_id} ({iso(snap.time)}): "
+                            f"{len(rejected)} newer snapshot(s) rejected")
+                    return snap
+                why = (f"corrupt: {len(bad)} of {len(self.keys)} files do not hash to the "
+                       f"manifest (first: {bad[0]})")
+            rejected.append(snap.id)
+            self.ctx.event("restore-point.rejected", snapshot=snap.id, reason=why[:300])
+            if snap.id not in self._noted:
+                self._noted.add(snap.id)
+                would = max((at - snap.time).total_seconds(), 0.0)
+                self.ctx.deviation(f"newest backup {snap.short_id} of {a.backup_path} "
+                                   f"({iso(snap.time)}) is {why}: not restored; RPO would have "
+                                   f"been {would:.1f} s (to {what})")
         raise Inconclusive(f"no restore point: none of the newest {min(5, len(snaps))} "
                            f"snapshots of {a.backup_path} holds a copy matching the manifest")
 
@@ -151,8 +179,12 @@ class AssetRestoreDrill(ArtifactDeletion):
         point = self.ctx.findings.restore_point
         if point is None:
             raise StepFailed("no restore point was located")
-        record_loss(self.ctx, point,
-                    [(v.key, v.last_modified) for v in self.baseline_versions])
+        if point.continuous:
+            # versioning kept every write: the plan knows exactly which ones did not come back
+            newer = [(p.key, w) for p in self.plan.values() for w in p.lost_writes]
+        else:
+            newer = [(v.key, v.last_modified) for v in self.baseline_versions]
+        record_loss(self.ctx, point, newer)
 
 
 class BackupJobDrill(Scenario):

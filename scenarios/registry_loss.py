@@ -89,8 +89,12 @@ class RegistryLoss(DatabaseLoss):
                 if version not in versions:
                     raise StepFailed(f"alias {m.name}@{alias} points at version {version}, "
                                      f"which the registry does not list")
+        # "passed" makes it a judged smoke objective (without it the objective list reads "did
+        # not run", which is never a pass)
         self.ctx.findings.smoke.update({"registered_models": len(models),
-                                        "registry": self.registry.target.url})
+                                        "registry": self.registry.target.url, "passed": True,
+                                        "summary": f"{len(models)} registered model(s) answer; "
+                                                   f"every alias resolves to a listed version"})
 
     def explain_loss(self, rec: DumpRecord, tables: dict[str, TableLoss]) -> dict[str, Any]:
         """The registry as its users see it, against the baseline."""

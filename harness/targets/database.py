@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -38,6 +39,9 @@ DUMP_FORMAT = "drillbook-pgdump/1"
 #: The maintenance database every PostgreSQL cluster has; used for CREATE/DROP DATABASE.
 MAINTENANCE_DB = "postgres"
 _TAIL = 1500
+#: pg_restore --list's header line naming the archive's creation time (printed with TZ=UTC)
+_ARCHIVE_CREATED = re.compile(r"^; Archive created at (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)",
+                              re.MULTILINE)
 
 
 class DatabaseMissing(Inconclusive):
@@ -224,6 +228,17 @@ class Database:
         self._tool(["pg_restore", "--exit-on-error", "--single-transaction",
                     f"--dbname={database}", str(path)], f"pg_restore of {database}")
 
+    def archive_created(self, path: Path) -> datetime:
+        """When pg_dump made the archive, from its own header (``pg_restore --list`` prints
+        "Archive created at ..."): one-second resolution, written in the dump host's local time,
+        read here as UTC (drillbook's and the lab's dumps run with TZ=UTC; see the README)."""
+        out = self._tool(["pg_restore", "--list", str(path)], "pg_restore --list", connect=False)
+        match = _ARCHIVE_CREATED.search(out)
+        if match is None:
+            raise ToolFailed(f"pg_restore --list of {path.name} printed no 'Archive created at' "
+                             f"header: not a pg_dump custom-format archive?")
+        return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+
     def list_archive(self, path: Path) -> list[str]:
         """The archive's table of contents (pg_restore --list): proves the file is readable."""
         out = self._tool(["pg_restore", "--list", str(path)], "pg_restore --list", connect=False)
@@ -234,7 +249,9 @@ class Database:
         if exe is None:
             raise ToolFailed(f"{argv[0]} is not installed: cannot run {what}")
         t = self.target
-        env = dict(os.environ, PGCONNECT_TIMEOUT=str(self.connect_timeout))
+        # TZ=UTC: pg_dump writes its header's time in local time, pg_restore reads it back in
+        # local time; both in UTC, the header states an instant
+        env = dict(os.environ, PGCONNECT_TIMEOUT=str(self.connect_timeout), TZ="UTC")
         if connect:
             env.update(PGHOST=t.host, PGPORT=str(t.port), PGUSER=t.user,
                        PGPASSWORD=t.password.value)

@@ -117,25 +117,41 @@ class ResticRepo:
 
     @contextmanager
     def dump(self, snapshot_id: str, path: str) -> Iterator[IO[bytes]]:
-        """Stream one file out of a snapshot; raises TargetUnreachable if restic fails."""
+        """Stream one file out of a snapshot; raises TargetUnreachable if restic fails, with
+        restic's own message (also when the failure shows first as a truncated stream)."""
         argv = self._argv("dump", snapshot_id, path)
         proc = subprocess.Popen(argv, env=self._env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
         assert proc.stdout is not None and proc.stderr is not None
         try:
             yield proc.stdout
-        finally:
-            proc.stdout.close()
-            try:
-                rc = proc.wait(timeout=self.timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                rc = proc.wait()
-            err = proc.stderr.read().decode(errors="replace")
-            proc.stderr.close()
+        except (tarfile.TarError, EOFError) as exc:
+            # restic died mid-stream: what it said is the reason, not the reader's complaint
+            rc, err = self._finish(proc)
+            raise TargetUnreachable(
+                f"restic dump {snapshot_id} {path} on {self.target.name} failed "
+                f"(exit {rc}): {_last_lines(err) if rc != 0 else 'stream ended early'} "
+                f"[{type(exc).__name__}: {exc}]") from exc
+        except BaseException:
+            self._finish(proc)
+            raise
+        rc, err = self._finish(proc)
         if rc != 0:
-            raise TargetUnreachable(f"restic dump {snapshot_id} {path} failed (exit {rc}): "
-                                    f"{_last_lines(err)}")
+            raise TargetUnreachable(f"restic dump {snapshot_id} {path} on {self.target.name} "
+                                    f"failed (exit {rc}): {_last_lines(err)}")
+
+    def _finish(self, proc: subprocess.Popen[bytes]) -> tuple[int, str]:
+        """Close our end of the stream, reap restic; (exit code, what it wrote to stderr)."""
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        try:
+            rc = proc.wait(timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+        err = proc.stderr.read().decode(errors="replace")
+        proc.stderr.close()
+        return rc, err
 
     @contextmanager
     def dump_tree(self, snapshot_id: str, path: str) -> Iterator[Iterator[tuple[str, IO[bytes]]]]:

@@ -2,12 +2,21 @@
 
 Every call the harness makes to a store goes through :class:`S3Store`, which turns botocore's
 errors into drillbook's: a store that cannot be reached or refuses the credentials raises
-:class:`~harness.errors.TargetUnreachable` (the drill becomes INCONCLUSIVE, never PASS).
+:class:`~harness.errors.TargetUnreachable` (the drill becomes INCONCLUSIVE, never PASS); any other
+refusal raises :class:`StoreError` carrying the store's own code and message (``NoSuchKey: The
+specified key does not exist.``) and what was asked (``get object s3://bucket/key``).
+
+A store that accepts connections and never answers (a frozen gateway) is declared unreachable
+within a bounded time: :meth:`S3Store.ping` (the preflight's check) makes one attempt that waits
+at most 3 s to connect and ``$DRILLBOOK_S3_TIMEOUT_S`` (default :data:`DEFAULT_TIMEOUT_S`) for
+the answer; every other call waits at most :data:`DATA_READ_TIMEOUT_S` per socket read (a large
+part upload on a busy store may take that long to be acknowledged) and is tried three times.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +39,29 @@ _ACCESS_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", 
                  "403"}
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
 
+#: Seconds the reachability probe waits for the store's answer (one attempt, no retry).
+DEFAULT_TIMEOUT_S = 5.0
+#: Seconds any other call's socket read may wait before it is retried (three tries in all).
+DATA_READ_TIMEOUT_S = 30.0
+
+
+def default_timeout_s() -> float:
+    """``$DRILLBOOK_S3_TIMEOUT_S`` when set to a positive number, else DEFAULT_TIMEOUT_S."""
+    raw = os.environ.get("DRILLBOOK_S3_TIMEOUT_S", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return DEFAULT_TIMEOUT_S
+    return value if 0 < value < float("inf") else DEFAULT_TIMEOUT_S
+
+
+class StoreError(TargetUnreachable):
+    """The store answered and refused: its own error code and message, and what was asked."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
 
 @dataclass(frozen=True)
 class ObjectVersion:
@@ -46,23 +78,13 @@ class S3Store:
     """One S3 endpoint with one set of credentials."""
 
     def __init__(self, target: S3Target, *, max_concurrency: int = 4,
-                 connect_timeout: float = 3.0, read_timeout: float = 60.0) -> None:
+                 connect_timeout: float = 3.0, read_timeout: float = DATA_READ_TIMEOUT_S,
+                 probe_timeout: float | None = None) -> None:
         self.target = target
-        cfg = Config(
-            s3={"addressing_style": "path"},
-            signature_version="s3v4",
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retries={"max_attempts": 2, "mode": "standard"},
-        )
-        self._client: Any = boto3.session.Session().client(
-            "s3",
-            endpoint_url=target.endpoint,
-            region_name=target.region,
-            aws_access_key_id=target.access_key.value,
-            aws_secret_access_key=target.secret_key.value,
-            config=cfg,
-        )
+        self._client: Any = self._make_client(connect_timeout, read_timeout, attempts=3)
+        self.probe_timeout_s = default_timeout_s() if probe_timeout is None else probe_timeout
+        self._connect_timeout = connect_timeout
+        self._probe: Any = None  # made on first ping: most stores are pinged once, if at all
         self._transfer = TransferConfig(multipart_chunksize=16 * 1024 * 1024,
                                         max_concurrency=max_concurrency)
         self.max_concurrency = max_concurrency
@@ -72,6 +94,21 @@ class S3Store:
     def _may_write(self, bucket: str, key: str) -> None:
         if self.fence is not None:
             self.fence.check_s3(self.target.name, bucket, key)
+
+    def _make_client(self, connect_timeout: float, read_timeout: float, *, attempts: int) -> Any:
+        cfg = Config(
+            s3={"addressing_style": "path"},
+            signature_version="s3v4",
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            # total_max_attempts counts the first try (max_attempts would count only retries)
+            retries={"total_max_attempts": attempts, "mode": "standard"},
+        )
+        t = self.target
+        return boto3.session.Session().client(
+            "s3", endpoint_url=t.endpoint, region_name=t.region,
+            aws_access_key_id=t.access_key.value, aws_secret_access_key=t.secret_key.value,
+            config=cfg)
 
     # -- error translation -------------------------------------------------------------------
 
@@ -86,15 +123,20 @@ class S3Store:
                 f"store {self.target.name} ({self.target.endpoint}) unreachable during {what}: {exc}"
             ) from exc
         except botocore.exceptions.ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            said = f"{code}: {error.get('Message')}" if error.get("Message") else code
             if code in _ACCESS_CODES:
                 raise TargetUnreachable(
-                    f"store {self.target.name} refused the credentials during {what}: {code}"
+                    f"store {self.target.name} refused the credentials during {what}: {said}"
                 ) from exc
-            raise
+            raise StoreError(f"store {self.target.name} ({self.target.endpoint}) refused {what}: "
+                             f"{said or exc}", code) from exc
 
     @staticmethod
     def is_missing(exc: BaseException) -> bool:
+        if isinstance(exc, StoreError):
+            return exc.code in _MISSING_CODES
         return (isinstance(exc, botocore.exceptions.ClientError)
                 and str(exc.response.get("Error", {}).get("Code", "")) in _MISSING_CODES)
 
@@ -102,7 +144,11 @@ class S3Store:
 
     def ping(self) -> None:
         """Raise TargetUnreachable unless the store answers an authenticated request."""
-        self._call("ping", lambda: self._client.list_buckets())
+        if self._probe is None:
+            self._probe = self._make_client(self._connect_timeout, self.probe_timeout_s,
+                                            attempts=1)
+        self._call(f"ping (one attempt, answer within {self.probe_timeout_s:g} s)",
+                   lambda: self._probe.list_buckets())
 
     def versioning_enabled(self, bucket: str) -> bool:
         r = self._call("get versioning", lambda: self._client.get_bucket_versioning(Bucket=bucket))
@@ -138,9 +184,10 @@ class S3Store:
 
     def exists(self, bucket: str, key: str) -> bool:
         try:
-            self._call("head object", lambda: self._client.head_object(Bucket=bucket, Key=key))
+            self._call(f"head object s3://{bucket}/{key}",
+                       lambda: self._client.head_object(Bucket=bucket, Key=key))
             return True
-        except botocore.exceptions.ClientError as exc:
+        except StoreError as exc:
             if self.is_missing(exc):
                 return False
             raise
@@ -149,7 +196,7 @@ class S3Store:
         """A small object's content, or None when it does not exist."""
         try:
             body = self.open(bucket, key, version_id)
-        except botocore.exceptions.ClientError as exc:
+        except StoreError as exc:
             if self.is_missing(exc):
                 return None
             raise
@@ -160,7 +207,9 @@ class S3Store:
         args: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if version_id:
             args["VersionId"] = version_id
-        r = self._call("get object", lambda: self._client.get_object(**args))
+        r = self._call(f"get object s3://{bucket}/{key}"
+                       + (f" (version {version_id})" if version_id else ""),
+                       lambda: self._client.get_object(**args))
         body: Readable = r["Body"]
         return body
 
@@ -169,7 +218,7 @@ class S3Store:
         """(sha256, size) of an object read once, streaming; (None, 0) when it does not exist."""
         try:
             body = self.open(bucket, key, version_id)
-        except botocore.exceptions.ClientError as exc:
+        except StoreError as exc:
             if self.is_missing(exc):
                 return None, 0
             raise
@@ -189,7 +238,7 @@ class S3Store:
             self.fence.check_bucket(self.target.name, bucket)
         try:
             self._call("head bucket", lambda: self._client.head_bucket(Bucket=bucket))
-        except botocore.exceptions.ClientError:
+        except StoreError:
             self._call("create bucket", lambda: self._client.create_bucket(Bucket=bucket))
         if versioned:
             self._call("enable versioning", lambda: self._client.put_bucket_versioning(

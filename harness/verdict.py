@@ -1,0 +1,183 @@
+"""The verdict, derived from one typed list of objectives.
+
+:func:`judge` turns what a drill recorded (events, integrity checks, smoke results, the sections'
+declared SLOs, revert, the scenario's own findings) into :class:`~harness.model.ObjectiveResult`
+entries (RTO, RPO, integrity, smoke, one per SLO a section declares, revert; host checks later),
+and the verdict is the worst of those and of the findings:
+
+    any FAIL (objective or finding)          -> FAIL
+    else any INCONCLUSIVE (or not measured)  -> INCONCLUSIVE
+    else                                     -> PASS
+
+The reports (JUnit, Markdown, HTML) render the same list from the evidence, so a missed objective
+the verdict ignores, or a red JUnit case beside a PASS, cannot happen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.model import (
+    Event,
+    IntegrityCheck,
+    Objective,
+    ObjectiveKind,
+    ObjectiveResult,
+    Phase,
+    Scalar,
+    Verdict,
+    event_by_name,
+)
+
+_RANK = {Verdict.PASS: 0, Verdict.INCONCLUSIVE: 1, Verdict.FAIL: 2}
+
+
+@dataclass(frozen=True)
+class Judgement:
+    objectives: tuple[ObjectiveResult, ...]
+    verdict: Verdict
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a drill recorded that objectives are judged from."""
+
+    events: list[Event] | tuple[Event, ...]
+    integrity: Sequence[IntegrityCheck]
+    smoke: Mapping[str, Scalar]
+    sections: Mapping[str, Mapping[str, Any]]
+    reverted: bool
+    failures: Sequence[str]
+    inconclusive: Sequence[str]
+
+
+def _not_reached(rec: Recorded) -> Verdict:
+    # a drill whose recovery failed never reached the later checks: they failed with it
+    return Verdict.FAIL if rec.failures else Verdict.INCONCLUSIVE
+
+
+def _timed(name: str, kind: ObjectiveKind, o: Objective, rec: Recorded) -> ObjectiveResult:
+    if o.error is not None:
+        return ObjectiveResult(name, kind, Verdict.FAIL, f"{name} not measurable: {o.error}",
+                               None, o.target_s)
+    definition = f" ({o.definition})" if o.definition else ""
+    if o.measured_s is None or o.met is None:
+        return ObjectiveResult(name, kind, _not_reached(rec),
+                               f"{name}{definition} not measured (target {o.target_s:g} s)",
+                               None, o.target_s)
+    word = "within" if o.met else "exceeds"
+    note = f"; {o.note}" if o.note else ""
+    return ObjectiveResult(name, kind, Verdict.PASS if o.met else Verdict.FAIL,
+                           f"{name}{definition} {o.measured_s:.3f} s {word} target "
+                           f"{o.target_s:g} s{note}", o.measured_s, o.target_s)
+
+
+def _integrity(rec: Recorded) -> ObjectiveResult:
+    checks = [c for c in rec.integrity if c.phase is Phase.VERIFY] or list(rec.integrity)
+    kind = ObjectiveKind.INTEGRITY
+    if not checks:
+        return ObjectiveResult("integrity", kind, _not_reached(rec), "no integrity check ran")
+    bad = [c.object for c in checks if not c.ok]
+    if bad:
+        return ObjectiveResult("integrity", kind, Verdict.FAIL,
+                               f"{len(bad)} of {len(checks)} objects do not match the manifest: "
+                               f"{', '.join(bad[:5])}")
+    return ObjectiveResult("integrity", kind, Verdict.PASS,
+                           f"{len(checks)} objects match their SHA-256")
+
+
+def _smoke(rec: Recorded) -> ObjectiveResult:
+    smoke, kind = rec.smoke, ObjectiveKind.SMOKE
+    passed = smoke.get("passed")
+    if isinstance(passed, bool):
+        return ObjectiveResult("smoke", kind, Verdict.PASS if passed else Verdict.FAIL,
+                               str(smoke.get("summary", "smoke test")))
+    total, same = smoke.get("golden_inputs"), smoke.get("identical_outputs")
+    if isinstance(total, int) and isinstance(same, int) and total > 0:
+        if same == total:
+            return ObjectiveResult("smoke", kind, Verdict.PASS,
+                                   f"{same} of {total} golden outputs identical")
+        return ObjectiveResult("smoke", kind, Verdict.FAIL,
+                               f"{total - same} of {total} golden outputs differ")
+    why = next((str(v) for v in smoke.values() if isinstance(v, str) and "not run" in v), None)
+    return ObjectiveResult("smoke", kind, _not_reached(rec), why or "smoke test did not run")
+
+
+def _slos(rec: Recorded) -> list[ObjectiveResult]:
+    out = []
+    for name, section in sorted(rec.sections.items()):
+        slo = section.get("slo")
+        if not isinstance(slo, dict) or "met" not in slo:
+            continue
+        met = slo["met"]
+        status = (Verdict.PASS if met is True else Verdict.FAIL if met is False
+                  else Verdict.INCONCLUSIVE)
+        out.append(ObjectiveResult(f"slo:{name}", ObjectiveKind.SLO, status,
+                                   str(slo.get("summary") or f"SLO of section {name}")))
+    return out
+
+
+def objective_list(rto: Objective, rpo: Objective, rec: Recorded) -> list[ObjectiveResult]:
+    """Every objective of this drill, judged. Integrity and smoke belong to the scenarios that
+    record them: a verified recovery of a scenario with nothing to hash does not grow a check it
+    never had, while a drill that stopped before them shows them as not reached."""
+    verified = event_by_name(rec.events, "recovery.verified") is not None
+    out = [_timed("RTO", ObjectiveKind.RTO, rto, rec), _timed("RPO", ObjectiveKind.RPO, rpo, rec)]
+    if rec.integrity or not verified:
+        out.append(_integrity(rec))
+    if rec.smoke or not verified:
+        out.append(_smoke(rec))
+    out += _slos(rec)
+    injected = event_by_name(rec.events, "fault.injected") is not None
+    if rec.reverted:
+        out.append(ObjectiveResult("revert", ObjectiveKind.REVERT, Verdict.PASS,
+                                   "target left as found"))
+    else:
+        out.append(ObjectiveResult(
+            "revert", ObjectiveKind.REVERT, Verdict.FAIL if injected else _not_reached(rec),
+            "revert did not complete: the target may not be as found" if injected
+            else "revert did not run: no fault was injected"))
+    return out
+
+
+def judge(rto: Objective, rpo: Objective, rec: Recorded) -> Judgement:
+    """The objective list, the verdict (worst of the list and of the findings) and its reasons:
+    the scenario's findings first, then every objective missed on its own measurement."""
+    objectives = objective_list(rto, rpo, rec)
+    worst = max([o.status for o in objectives], key=_RANK.__getitem__)
+    if rec.failures:
+        worst = Verdict.FAIL
+    elif rec.inconclusive and worst is Verdict.PASS:
+        worst = Verdict.INCONCLUSIVE
+    reasons = list(rec.failures)
+    # a measurement that missed its target is a reason in its own right; an objective that only
+    # shows a failure already given (not reached) is not repeated
+    for o in objectives:
+        if o.status is Verdict.FAIL and _own_failure(o, rec) and not _said(o, reasons):
+            reasons.append(_reason(o))
+    reasons += rec.inconclusive
+    if worst is Verdict.INCONCLUSIVE and not rec.inconclusive:
+        reasons += [_reason(o) for o in objectives if o.status is Verdict.INCONCLUSIVE]
+    return Judgement(tuple(objectives), worst, tuple(reasons))
+
+
+def _said(o: ObjectiveResult, reasons: list[str]) -> bool:
+    """Whether a finding already gives this objective's failure (a scenario that ctx.fail()s
+    and records the same SLO, in its own words)."""
+    return any(o.message in r or r in o.message for r in reasons)
+
+
+def _reason(o: ObjectiveResult) -> str:
+    return o.message if o.message.startswith(o.name) else f"{o.name}: {o.message}"
+
+
+def _own_failure(o: ObjectiveResult, rec: Recorded) -> bool:
+    if o.kind in (ObjectiveKind.RTO, ObjectiveKind.RPO):
+        return o.measured_s is not None or "not measurable" in o.message
+    if o.kind in (ObjectiveKind.SLO, ObjectiveKind.HOST_CHECK):
+        return True
+    # integrity, smoke and revert failures are reported by the scenario or the runner as findings
+    return not rec.failures
