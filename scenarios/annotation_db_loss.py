@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from harness import lease
 from harness.blast import Touch
 from harness.errors import Inconclusive, StepFailed
 from harness.model import RestorePoint, event_by_name, iso
@@ -149,7 +150,16 @@ class DatabaseLoss(Scenario):
 
     def baseline(self) -> None:
         # the safety copy's snapshot is the baseline: its checksums describe exactly what it holds
-        self.safety = self.db.dump(self.database, self.scratch / "safety.dump")
+        path = (self.scratch / "safety.dump").resolve()
+        # recorded in the drill's leases before and after it is taken: `drillbook recover`
+        # restores it if this process dies
+        where = {"target": self.ctx.asset.store, "database": self.database, "owner": self.owner,
+                 "host": lease.this_host()}
+        lease.record_safety_copy(self.ctx.drill_id, "pg-dump", str(path), **where)
+        self.safety = self.db.dump(self.database, path)
+        lease.record_safety_copy(self.ctx.drill_id, "pg-dump", str(path), **where,
+                                 sha256=self.safety.sha256,
+                                 tables={k: v.to_json() for k, v in self.safety.tables.items()})
         self.base_tables = self.safety.tables
         self.base_rows = {t: self.db.row_hashes(self.database, t) for t in self.base_tables}
         if {t: len(r) for t, r in self.base_rows.items()} != \
