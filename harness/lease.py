@@ -46,6 +46,10 @@ from harness.model import iso, parse_iso, utc_now
 #: Seconds a lease lives without renewal; renewed every third of that.
 DEFAULT_TTL_S = float(os.environ.get("DRILLBOOK_LEASE_TTL_S", "60"))
 LEASE_FORMAT = "drillbook-lease/1"
+#: Keys of the recovery records `drillbook recover` leaves next to the leases.
+RECOVERY_PREFIX = "recovered/"
+#: How long `drillbook recover` holds an orphan's lease it took over (it does not renew).
+TAKEOVER_TTL_S = 3600.0
 
 
 class LeaseHeld(Inconclusive):
@@ -184,6 +188,8 @@ def list_leases(stores: Iterable[LeaseStore], now: datetime | None = None) -> li
     out = []
     for store in stores:
         for key in store.list_keys():
+            if key.startswith(RECOVERY_PREFIX):
+                continue
             found = read_lease(store, key, now)
             if found is not None:
                 out.append(found)
@@ -458,3 +464,28 @@ def record_safety_copy(drill_id: str, kind: str, location: str, **detail: Any) -
     leases = _ACTIVE.get(drill_id)
     if leases is not None:
         leases.add_safety_copy(kind, location, **detail)
+
+
+def take_over(found: FoundLease, ttl_s: float = TAKEOVER_TTL_S) -> FoundLease | None:
+    """Make this process the holder of an orphan's lease (keeping who died, where and when), so
+    no other recover works on it meanwhile; None when the lease changed in between."""
+    r = found.record
+    now = utc_now()
+    died = r.orphaned_from or {"host": r.host, "pid": r.pid, "phase": r.phase}
+    new = replace(r, host=this_host(), pid=os.getpid(), renewed=now,
+                  expires=now + timedelta(seconds=ttl_s), phase="recovering",
+                  token=secrets.token_hex(8), orphaned_from=died)
+    if not found.store.hold(r.resource):
+        return None
+    tag = found.store.replace(r.resource, new.to_bytes(), found.tag)
+    if tag is None:
+        found.store.unhold(r.resource)
+        return None
+    return FoundLease(new, tag, found.store, LeaseState.HELD, "")
+
+
+def mark(found: FoundLease, phase: str) -> None:
+    """Leave a lease in place with a phase saying why (e.g. ``recover-failed``)."""
+    new = replace(found.record, phase=phase)
+    found.store.replace(found.record.resource, new.to_bytes(), found.tag)
+    found.store.unhold(found.record.resource)
