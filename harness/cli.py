@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from harness.errors import DrillbookError, InventoryError, UsageError
 from harness.inventory import Inventory, load_inventory
@@ -381,7 +382,8 @@ def cmd_recover(args: argparse.Namespace) -> int:
         print("no orphaned drills" + (f" with id {args.drill}" if args.drill else ""))
         return 0
     for o in outcomes:
-        state = ("verified as found" if o.verified else
+        state = ("would be restored" if args.dry_run and o.verified else
+                 "verified as found" if o.verified else
                  "NOT verified" if o.failures else "could not be fully recovered")
         print(f"{o.orphan.drill_id}: died at {o.orphan.phase}; {state}"
               + ("" if args.dry_run else f"; {o.closed}"))
@@ -415,7 +417,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
             all_up &= part.running
             print(f"{part.name:16} {'running' if part.running else 'stopped':8} "
                   f"pid={part.pid or '-':<8} {part.detail}")
-        return 0 if all_up else 1
+        return _lab_leases(lab) if all_up else 1
     elif args.lab_command == "env":
         print(lab.env_exports())
     elif args.lab_command == "backup":
@@ -424,6 +426,26 @@ def cmd_lab(args: argparse.Namespace) -> int:
         lab.destroy()
         print(f"lab destroyed: {root}")
     return 0
+
+
+def _lab_leases(lab: Any) -> int:
+    """Print the drill leases on the lab (held and orphaned); 1 when a drill is orphaned."""
+    from harness.lease import LeaseState
+    try:
+        leases = lab.leases()
+    except DrillbookError as exc:
+        print(f"{'leases':16} unknown   {exc}")
+        return 1
+    if not leases:
+        print(f"{'leases':16} none      no drill holds any part of the lab")
+    for f in leases:
+        state = "ORPHAN" if f.state is LeaseState.ORPHAN else "held"
+        print(f"{'lease':16} {state:8}  {f.describe()}")
+    orphans = [f for f in leases if f.state is LeaseState.ORPHAN]
+    if orphans:
+        print(f"{len(orphans)} orphaned lease(s): a drill died and may have left its target "
+              f"broken; run `drillbook recover`")
+    return 1 if orphans else 0
 
 
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:

@@ -227,10 +227,12 @@ class PostgresLeaseStore:
         return None if row is None else str(row[0])
 
     def get(self, key: str) -> tuple[bytes, str] | None:
-        self._ready()
         with self.db.connect() as conn:
-            row = conn.execute(f"SELECT data, tag FROM {LEASE_TABLE} WHERE key = %s",
-                               (key,)).fetchone()
+            try:
+                row = conn.execute(f"SELECT data, tag FROM {LEASE_TABLE} WHERE key = %s",
+                                   (key,)).fetchone()
+            except psycopg.errors.UndefinedTable:
+                return None  # no drill ever leased anything here (reads never create it)
         return None if row is None else (str(row[0]).encode(), str(row[1]))
 
     def replace(self, key: str, data: bytes, tag: str) -> str | None:
@@ -249,9 +251,11 @@ class PostgresLeaseStore:
             return cur.rowcount == 1
 
     def list_keys(self) -> list[str]:
-        self._ready()
         with self.db.connect() as conn:
-            rows = conn.execute(f"SELECT key FROM {LEASE_TABLE} ORDER BY key").fetchall()
+            try:
+                rows = conn.execute(f"SELECT key FROM {LEASE_TABLE} ORDER BY key").fetchall()
+            except psycopg.errors.UndefinedTable:
+                return []
         return [str(r[0]) for r in rows]
 
     def hold(self, key: str) -> bool:
