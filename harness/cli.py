@@ -417,7 +417,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
             all_up &= part.running
             print(f"{part.name:16} {'running' if part.running else 'stopped':8} "
                   f"pid={part.pid or '-':<8} {part.detail}")
-        return _lab_leases(lab) if all_up else 1
+        orphans = _lab_leases(lab)
+        return 0 if all_up and not orphans else 1
     elif args.lab_command == "env":
         print(lab.env_exports())
     elif args.lab_command == "backup":

@@ -189,7 +189,7 @@ class Lab:
             if remote is not None and remote == local.read_bytes():
                 return
         if not self._may_regenerate(store, MODELS_BUCKET, prefix, f"the lab model ({prefix})",
-                                    self.stage_dir, progress):
+                                    self.stage_dir, progress, self.restic()):
             return
         size = self.state.model_size
         progress(f"lab: generating the lab model ({size / MiB:.0f} MiB, two versions)")
@@ -205,16 +205,15 @@ class Lab:
         shutil.rmtree(older)
 
     def _may_regenerate(self, store: S3Store, bucket: str, prefix: str, what: str,
-                        backup_dir: Path, progress: Progress,
-                        repo: ResticRepo | None = None) -> bool:
-        """Never regenerate what a drill holds or what has a backup (lab/keep.py)."""
+                        backup_dir: Path, progress: Progress, repo: ResticRepo | None) -> bool:
+        """Never regenerate what a drill holds or what has a backup in ``repo`` (None: no
+        backup repository was ever set up) (lab/keep.py)."""
         from harness.blast import Touch
         from lab.keep import may_generate, s3_leases
         leases = s3_leases(store, SAFETY_BUCKET, Touch.s3("artifact-store", bucket, prefix))
         present = bool(store.list_versions(bucket, prefix))
-        repo = repo or self.restic()
         backup = None
-        if repo.is_initialized():
+        if repo is not None and repo.is_initialized():
             snaps = repo.snapshots(path=str(backup_dir))
             if snaps:
                 backup = f"restic snapshot {snaps[-1].short_id} in {repo.target.repository}"
