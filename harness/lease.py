@@ -386,8 +386,12 @@ class DrillLeases:
             try:
                 self._write_all()
             except Exception as exc:  # noqa: BLE001 - keep renewing; the next try may work
-                msg = f"lease renewal failed: {type(exc).__name__}: {exc}"
-                if msg not in self.problems:
+                # one missed renewal is harmless; a lease that expired meanwhile is not: another
+                # driller may have taken this drill for an orphan
+                expired = [h.record.resource for h in self.held if h.record.expires <= self.now()]
+                msg = (f"lease on {', '.join(expired)} expired: renewal failed "
+                       f"({type(exc).__name__}: {exc})")
+                if expired and msg not in self.problems:
                     self.problems.append(msg)
 
     # -- release ---------------------------------------------------------------------------------
@@ -417,6 +421,8 @@ class DrillLeases:
         every driller is refused and `drillbook recover` finds them once this process exits."""
         try:
             self.note_phase(phase)
+        except Exception as exc:  # noqa: BLE001 - the leases stay either way
+            self.problems.append(f"could not mark the leases {phase}: {type(exc).__name__}: {exc}")
         finally:
             self.stop_renewing()
             for h in self.held:

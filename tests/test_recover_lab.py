@@ -17,6 +17,7 @@ import pytest
 from harness.blast import Touch
 from harness.lease import list_leases
 from harness.lease_stores import PostgresLeaseStore, S3LeaseStore
+from harness.recover import BROKEN_FROM
 from harness.targets.database import TableState
 from harness.targets.s3 import S3Store
 from lab.postgres import ANNOTATIONS_DB, PostgresServer
@@ -94,8 +95,8 @@ def test_overlapping_drill_from_another_evidence_dir_is_refused(lab: Lab,
     assert second.returncode == 2, second.stdout + second.stderr
     assert f"held by drill {folder.name} since" in second.stdout
     assert f"pid {first.pid})" in second.stdout
-    [b] = (tmp_path / "ev-b").iterdir()
-    journal = (b / "journal.jsonl").read_text()
+    [b] = (tmp_path / "ev-b").glob("*/journal.jsonl")
+    journal = b.read_text()
     assert "phase.preflight" not in journal and "safety.copy.taken" not in journal, \
         "the refused drill must touch nothing"
     assert first.returncode == 0, out_a
@@ -111,7 +112,7 @@ def test_sigkill_after_inject_then_recover_restores_the_weights(lab: Lab,
     proc = start(lab, evidence, "artifact-deletion", "--variant", "purge")
     folder = wait_for_event(evidence, "fault.inject.completed", proc)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.communicate()
     assert versions(lab) != before and leases(lab) == [folder.name]
     status = drillbook(lab, "lab", "--dir", str(lab.root), "status")
     assert status.returncode == 1 and "ORPHAN" in status.stdout and folder.name in status.stdout
@@ -129,7 +130,8 @@ def test_sigkill_after_inject_then_recover_restores_the_weights(lab: Lab,
     assert store(lab).list_keys(SAFETY_BUCKET, folder.name) == [], "safety copy discarded"
     doc = json.loads((folder / "evidence.json").read_text())
     assert doc["verdict"] == "INCONCLUSIVE"
-    assert any(r.startswith("harness died at inject") for r in doc["reasons"]), doc["reasons"]
+    [died] = [r for r in doc["reasons"] if r.startswith("harness died at ")]
+    assert died.split()[3] in BROKEN_FROM and "verified it as found" in died, died
     assert doc["sections"]["recovery"]["verified_as_found"] is True
     assert (folder / "SHA256SUMS").exists()
     again = drillbook(lab, "recover", "--evidence-dir", str(evidence))
@@ -144,7 +146,7 @@ def test_sigkill_after_inject_then_recover_restores_the_annotations(lab: Lab,
     proc = start(lab, evidence, "annotation-db-loss")
     folder = wait_for_event(evidence, "fault.inject.completed", proc)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.communicate()
     db = PostgresServer(lab.root).db()
     assert not db.exists(ANNOTATIONS_DB)
     found = list_leases([PostgresLeaseStore(db)])
@@ -159,6 +161,7 @@ def test_sigkill_after_inject_then_recover_restores_the_annotations(lab: Lab,
     assert not Path(dump.location).exists()
     doc = json.loads((folder / "evidence.json").read_text())
     assert doc["verdict"] == "INCONCLUSIVE"
-    assert any(r.startswith("harness died at") for r in doc["reasons"])
+    [died] = [r for r in doc["reasons"] if r.startswith("harness died at ")]
+    assert died.split()[3] in BROKEN_FROM and "verified it as found" in died, died
     assert any("database annotations: restored from" in r
                for r in doc["sections"]["recovery"]["restored"])
