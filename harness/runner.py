@@ -107,8 +107,10 @@ def run_drill(inventory: Inventory, req: DrillRequest, *,
     journal.note("drill", drill_id=drill_id, scenario=req.scenario.name, variant=req.variant,
                  asset=asset.id, inventory=str(inventory.path), dry_run=req.dry_run)
     progress(f"drill {drill_id}: {req.scenario.name} ({req.variant}) on {asset.id}")
+    # the engine's own adapters: leases are written outside any scenario's blast radius
+    own = Adapters(inventory, work_dir)
     leases = lease.DrillLeases(
-        lease_resolver or lease.LeaseResolver(inventory, ctx.adapters.s3, ctx.adapters.postgres),
+        lease_resolver or lease.LeaseResolver(inventory, own.s3, own.postgres),
         drill_id=drill_id, scenario=req.scenario.name, variant=req.variant, asset=asset.id,
         evidence_dir=str(out_dir.resolve()))
     injected = interrupted = False
