@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import psycopg
 
+from harness.errors import TargetUnreachable
 from harness.targets.database import Database
 from harness.targets.s3 import S3Store
 
@@ -262,10 +263,14 @@ class PostgresLeaseStore:
         if key in self._held:
             return True
         t = self.db.target
-        conn = psycopg.connect(host=t.host, port=t.port, user=t.user, password=t.password.value,
-                               dbname="postgres", autocommit=True,
-                               connect_timeout=self.db.connect_timeout,
-                               application_name="drillbook-lease")
+        try:
+            conn = psycopg.connect(host=t.host, port=t.port, user=t.user,
+                                   password=t.password.value, dbname="postgres", autocommit=True,
+                                   connect_timeout=self.db.connect_timeout,
+                                   application_name="drillbook-lease")
+        except psycopg.OperationalError as exc:
+            raise TargetUnreachable(f"database server {self.db.where} unreachable: "
+                                    f"{str(exc).strip().splitlines()[-1]}") from exc
         row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
                            (key,)).fetchone()
         if not (row and row[0]):
