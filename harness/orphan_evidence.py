@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.context import Adapters, DrillContext
+from harness.errors import DrillbookError
 from harness.inventory import Inventory
 from harness.journal import Clock, Journal
 from harness.lease import RECOVERY_PREFIX, FoundLease
@@ -27,9 +28,20 @@ def close_evidence(inventory: Inventory, out: Recovery, leases: list[FoundLease]
     """Write the orphan's evidence (or a recovery record); returns where it went."""
     o = out.orphan
     directory = o.evidence_dir
-    if directory is not None and (directory / "journal.jsonl").is_file() and \
-            not (directory / "evidence.json").exists() and o.asset in inventory.assets:
-        return str(_write_folder(inventory, out, directory))
+    local = directory is not None and (directory / "journal.jsonl").is_file() and \
+        not (directory / "evidence.json").exists()
+    if local and directory is not None:
+        try:
+            if o.asset in inventory.assets:
+                return str(_write_folder(inventory, out, directory))
+        except DrillbookError as exc:  # e.g. the scenario is not installed here
+            out.inconclusive.append(f"could not write evidence in {directory}: {exc}")
+        # at least close the journal, so the next recover does not find it again
+        journal = Journal(directory / "journal.jsonl", Clock())
+        journal.note("orphan.recovered", **out.to_json())
+        journal.note("verdict", verdict="INCONCLUSIVE",
+                     reasons=[f"harness died at {o.phase}; see orphan.recovered"])
+        journal.close()
     doc = json.dumps({"format": "drillbook-recovery/1", "scenario": o.scenario,
                       "variant": o.variant, "asset": o.asset,
                       "evidence_dir": None if directory is None else str(directory),
@@ -41,6 +53,8 @@ def close_evidence(inventory: Inventory, out: Recovery, leases: list[FoundLease]
             if got is not None:
                 found.store.replace(key, doc, got[1])
         return f"recovery record {key} in {found.store.where}"
+    if local:
+        return f"journal in {directory} closed (no evidence could be built)"
     return "nowhere: the orphan has neither a local folder nor a lease"
 
 

@@ -201,3 +201,24 @@ def test_local_journals_without_a_verdict_are_orphans(tmp_path: Path) -> None:
     assert not found[1].injected
     assert [o.drill_id for o in find_orphans(MemoryResolver(), tmp_path, drill="d4",
                                              quiet_s=60)] == ["d4"]
+
+
+def test_recover_closes_a_journal_it_cannot_build_evidence_for(tmp_path: Path) -> None:
+    from harness.inventory import load_inventory
+    from harness.recover import recover_all
+    (tmp_path / "inv.yaml").write_text(
+        "version: 1\nsite: unit\ntargets:\n  store: {kind: s3, endpoint: 'http://127.0.0.1:9', "
+        "access_key: a, secret_key: b, drill_safe: true}\nassets:\n  - {id: w, tier: 1, kind: "
+        "model-weights, store: store, bucket: b, prefix: p/}\nobjectives:\n  tiers: {1: "
+        "{rto_s: 60, rpo_s: 3600}}\n")
+    inv = load_inventory(tmp_path / "inv.yaml")
+    root = tmp_path / "ev"
+    write_journal(root / "d1", {"type": "drill", "scenario": "gone", "asset": "unknown"},
+                  {"type": "event", "event": "phase.baseline"}, age_s=120)
+    lines: list[str] = []
+    [out] = recover_all(inv, None, MemoryResolver(), root, quiet_s=60, progress=lines.append)
+    assert out.verified and out.exit_code == 0, out.to_json()
+    assert "closed" in out.closed and any("died at baseline" in x for x in lines)
+    assert '"type": "verdict"' in (root / "d1" / "journal.jsonl").read_text()
+    assert recover_all(inv, None, MemoryResolver(), root, quiet_s=60) == [], \
+        "a closed journal is not an orphan any more"
