@@ -8,6 +8,7 @@
     drillbook keygen [--out PREFIX]                                       make an ed25519 key pair
     drillbook verify DIR [--public-key PUB]                               check hashes and signature
     drillbook history [--evidence-dir DIR]                                RTO/RPO across drills
+    drillbook recover [--drill ID] [--dry-run]                            restore dead drills' targets
     drillbook lab up|down|status|env|backup|destroy                       the embedded lab
 """
 
@@ -182,6 +183,28 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default 1.0)")
     hist.add_argument("--fail-on-regression", action="store_true",
                       help="exit 1 when the newest drill of any series is a regression")
+
+    rec = sub.add_parser(
+        "recover", help="find drills that died after inject, restore their targets from the "
+                        "safety copies, close their evidence",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Find ORPHANED drills (a lease nobody renews, in any of the site's targets, "
+                    "from any host; a local drill folder with no verdict), restore each resource "
+                    "they touched from the safety copy recorded in the lease, verify it against "
+                    "the state the drill found, write the orphan's evidence (INCONCLUSIVE, "
+                    "\"harness died at PHASE\"), and release the leases.",
+        epilog="exit codes:\n  0  every orphan restored and verified as found (or none)\n"
+               "  1  a target was restored but still differs from how it was found\n"
+               "  2  something could not be tried (safety copy missing or on another host, "
+               "target unreachable)\n"
+               f"  {EXIT_USAGE}  usage error")
+    rec.add_argument("--inventory", type=a.existing_file,
+                     help="site inventory YAML (default as for run)")
+    rec.add_argument("--evidence-dir", type=a.output_dir, default=Path("evidence"),
+                     help="also look for local drill folders with no verdict here")
+    rec.add_argument("--drill", type=a.name, help="recover only this drill id")
+    rec.add_argument("--dry-run", action="store_true",
+                     help="list the orphans and what would be restored; change nothing")
 
     lab = sub.add_parser("lab", help="the embedded lab on 127.0.0.1",
                          description="The embedded lab: Ceph RGW, restic, an inference node, on "
@@ -375,6 +398,27 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 1 if args.fail_on_regression and flagged & newest else 0
 
 
+def cmd_recover(args: argparse.Namespace) -> int:
+    from harness.context import Adapters
+    from harness.lease import LeaseResolver
+    from harness.recover import recover_all
+    inventory = _inventory_for(args)
+    adapters = Adapters(inventory, args.evidence_dir / ".work")
+    resolver = LeaseResolver(inventory, adapters.s3, adapters.postgres)
+    outcomes = recover_all(inventory, adapters, resolver, args.evidence_dir, drill=args.drill,
+                           dry_run=args.dry_run, progress=_progress)
+    if not outcomes:
+        print("no orphaned drills" + (f" with id {args.drill}" if args.drill else ""))
+        return 0
+    for o in outcomes:
+        state = ("would be restored" if args.dry_run and o.verified else
+                 "verified as found" if o.verified else
+                 "NOT verified" if o.failures else "could not be fully recovered")
+        print(f"{o.orphan.drill_id}: died at {o.orphan.phase}; {state}"
+              + ("" if args.dry_run else f"; {o.closed}"))
+    return max(o.exit_code for o in outcomes)
+
+
 def cmd_scenarios() -> int:
     for name, cls in sorted(discover().items()):
         print(f"{name:22} variants: {', '.join(cls.variants):14} {cls.summary}")
@@ -402,7 +446,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
             all_up &= part.running
             print(f"{part.name:16} {'running' if part.running else 'stopped':8} "
                   f"pid={part.pid or '-':<8} {part.detail}")
-        return 0 if all_up else 1
+        orphans = _lab_leases(lab)
+        return 0 if all_up and not orphans else 1
     elif args.lab_command == "env":
         print(lab.env_exports())
     elif args.lab_command == "backup":
@@ -411,6 +456,26 @@ def cmd_lab(args: argparse.Namespace) -> int:
         lab.destroy()
         print(f"lab destroyed: {root}")
     return 0
+
+
+def _lab_leases(lab: Any) -> int:
+    """Print the drill leases on the lab (held and orphaned); 1 when a drill is orphaned."""
+    from harness.lease import LeaseState
+    try:
+        leases = lab.leases()
+    except DrillbookError as exc:
+        print(f"{'leases':16} unknown   {exc}")
+        return 1
+    if not leases:
+        print(f"{'leases':16} none      no drill holds any part of the lab")
+    for f in leases:
+        state = "ORPHAN" if f.state is LeaseState.ORPHAN else "held"
+        print(f"{'lease':16} {state:8}  {f.describe()}")
+    orphans = [f for f in leases if f.state is LeaseState.ORPHAN]
+    if orphans:
+        print(f"{len(orphans)} orphaned lease(s): a drill died and may have left its target "
+              f"broken; run `drillbook recover`")
+    return 1 if orphans else 0
 
 
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:
@@ -443,6 +508,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_verify(args)
         if args.command == "history":
             return cmd_history(args)
+        if args.command == "recover":
+            return cmd_recover(args)
         if args.command == "lab":
             return cmd_lab(args)
     except (InventoryError, UsageError) as exc:
@@ -453,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except DrillbookError as exc:
         _err(str(exc))
-        return Verdict.INCONCLUSIVE.exit_code if args.command in ("run", "drill") else 1
+        return Verdict.INCONCLUSIVE.exit_code if args.command in ("run", "drill", "recover") else 1
     except OSError as exc:
         if args.command in ("run", "drill"):
             raise  # the drill's own handling decides what an I/O error means there

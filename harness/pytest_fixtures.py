@@ -88,6 +88,14 @@ def drill_case(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture
+def drill_lease_resolver() -> Any:
+    """Where drills take their leases: None is the site's own targets (harness/lease.py).
+    Override it (e.g. ``harness.lease.MemoryResolver()``) only for drills of test doubles
+    against a site that does not exist."""
+    return None
+
+
+@pytest.fixture
 def drill(request: pytest.FixtureRequest, drill_inventory: Inventory,
           drill_evidence_root: Path) -> Evidence:
     from harness.pytest_plugin import run_item_drill

@@ -222,7 +222,8 @@ def run_item_drill(request: pytest.FixtureRequest, inventory: Inventory, root: P
     reason = spec.reason or (doc.strip().splitlines()[0] if doc.strip() else None)
     exercise = ExerciseInput(title=f"pytest {item.nodeid}", reason=reason)
     req = DrillRequest(cls, spec.variant or cls.variants[0], asset, root, exercise=exercise)
-    result = run_drill(inventory, req, overrides=spec.overrides or None, progress=lambda m: None)
+    result = run_drill(inventory, req, overrides=spec.overrides or None, progress=lambda m: None,
+                       lease_resolver=request.getfixturevalue("drill_lease_resolver"))
     key = signing.resolve_key(request.config.getoption("drill_signing_key"),
                               inventory.evidence.signing_key)
     written = write_evidence(result.evidence, result.directory, signing_key=key)

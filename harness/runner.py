@@ -19,10 +19,11 @@ from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from harness import lease
 from harness.blast import Fence, Touch, describe_all
 from harness.context import Adapters, DrillContext, Progress
 from harness.errors import GuardRefused, Inconclusive, UsageError
-from harness.guards import DrillLock, deferred_sigint, require_drill_safe
+from harness.guards import deferred_sigint, require_drill_safe
 from harness.inventory import Inventory
 from harness.journal import Clock, Journal
 from harness.model import (
@@ -86,9 +87,11 @@ def validate_request(inventory: Inventory, req: DrillRequest) -> None:
 
 def run_drill(inventory: Inventory, req: DrillRequest, *,
               overrides: Mapping[str, StepOverride] | None = None,
-              clock: Clock | None = None, progress: Progress = print) -> DrillResult:
+              clock: Clock | None = None, progress: Progress = print,
+              lease_resolver: lease.Resolver | None = None) -> DrillResult:
     """Run one drill end to end and write its evidence. Raises UsageError for a bad request
-    (before anything runs); every other outcome is expressed in the returned evidence."""
+    (before anything runs); every other outcome is expressed in the returned evidence.
+    Leases are kept in the inventory's targets unless ``lease_resolver`` says otherwise."""
     validate_request(inventory, req)
     clock = clock or Clock()
     drill_id = new_drill_id(clock, req.scenario.name)
@@ -108,10 +111,16 @@ def run_drill(inventory: Inventory, req: DrillRequest, *,
     journal.note("drill", drill_id=drill_id, scenario=req.scenario.name, variant=req.variant,
                  asset=asset.id, inventory=str(inventory.path), dry_run=req.dry_run)
     progress(f"drill {drill_id}: {req.scenario.name} ({req.variant}) on {asset.id}")
-    lock = DrillLock(req.evidence_root / ".locks", asset.id)
+    # the engine's own adapters: leases are written outside any scenario's blast radius
+    own = Adapters(inventory, work_dir)
+    leases = lease.DrillLeases(
+        lease_resolver or lease.LeaseResolver(inventory, own.s3, own.postgres),
+        drill_id=drill_id, scenario=req.scenario.name, variant=req.variant, asset=asset.id,
+        evidence_dir=str(out_dir.resolve()))
     injected = interrupted = False
     try:
-        lock.acquire(drill_id)
+        # every declared resource leased where every driller sees it, before anything is read
+        leases.acquire(scenario.touches())
         _phase(ctx, Phase.PREFLIGHT)
         _declare_blast_radius(ctx, scenario)
         scenario.preflight()
@@ -151,14 +160,24 @@ def run_drill(inventory: Inventory, req: DrillRequest, *,
             interrupted |= _revert(ctx, scenario)
         else:
             _cleanup(ctx, scenario)
-        lock.release()
     _phase(ctx, Phase.EVIDENCE)
+    for problem in leases.problems:
+        ctx.inconclusive(problem)
     try:
         evidence = build_evidence(ctx, req, started, scenario=scenario,
                                   overrides=sorted(overrides or {}))
         journal.note("verdict", verdict=evidence.verdict.value, reasons=list(evidence.reasons))
     finally:
         journal.close()
+        if injected and not ctx.findings.reverted:
+            # the target may be broken: the leases stay, so nobody drills it and `drillbook
+            # recover` finds this drill once the process has exited
+            leases.keep_as_orphan("revert-failed")
+            progress("leases kept: the target may not be as found; run `drillbook recover`")
+        else:
+            leases.release()
+        for problem in leases.problems:
+            progress(f"lease: {problem}")
     return DrillResult(evidence, out_dir, interrupted)
 
 
@@ -191,6 +210,10 @@ def _cleanup(ctx: DrillContext, scenario: Scenario) -> None:
 
 
 def _phase(ctx: DrillContext, phase: Phase) -> None:
+    # in the leases first: a drill that dies in this phase is found at it; up to inject a lease
+    # that cannot be written stops the drill before anything is broken
+    lease.note_phase(ctx.drill_id, phase.value,
+                     strict=phase in (Phase.PREFLIGHT, Phase.BASELINE, Phase.INJECT))
     ctx.phase = phase
     ctx.event(f"phase.{phase.value}")
     ctx.progress(f"{phase.value}")

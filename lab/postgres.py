@@ -258,6 +258,20 @@ class PostgresServer:
         return True
 
 
+def may_create_database(lab: Lab, db: Database, name: str, dumps: DumpCatalog,
+                        progress: Progress) -> bool:
+    """A missing database is created (and seeded) only when no drill holds it and no dump of
+    it exists: otherwise it is a loss to recover, not a lab to set up (lab/keep.py)."""
+    from harness.blast import Touch
+    from lab.keep import may_generate, pg_leases
+    if db.exists(name):
+        return True
+    records = dumps.records() if dumps.has_records() else []
+    backup = f"dump {records[-1].identity} in {dumps.location}" if records else None
+    return may_generate(f"the database {name!r}", pg_leases(db, Touch.database(TARGET, name)),
+                        backup, False, progress)
+
+
 # --- the annotations database ---------------------------------------------------------------------
 
 
@@ -415,11 +429,13 @@ class PostgresComponent:
         progress(f"lab: PostgreSQL on 127.0.0.1:{server.state.port} (as {PG_USER})")
         server.start()
         server.ensure_role(ANNOTATOR_ROLE)
-        if server.ensure_database(ANNOTATIONS_DB, ANNOTATOR_ROLE):
+        job = BackupJob(ANNOTATIONS_DB, f"{DUMP_PREFIX}{ANNOTATIONS_DB}/")
+        if may_create_database(lab, server.db(), ANNOTATIONS_DB, catalog(lab, job), progress) \
+                and server.ensure_database(ANNOTATIONS_DB, ANNOTATOR_ROLE):
             progress("lab: seeding the annotations database")
             seed_annotations(server.db(ANNOTATOR_ROLE))
-        register_job(lab.root, BackupJob(ANNOTATIONS_DB, f"{DUMP_PREFIX}{ANNOTATIONS_DB}/"))
-        if not catalog(lab, load_jobs(lab.root)[ANNOTATIONS_DB]).has_records():
+        register_job(lab.root, job)
+        if server.db().exists(ANNOTATIONS_DB) and not catalog(lab, job).has_records():
             rec = backup_database(lab, ANNOTATIONS_DB)
             progress(f"lab: first dump of {ANNOTATIONS_DB} at {rec.created.isoformat()}")
         self.start_scheduler(lab)

@@ -40,6 +40,7 @@ from lab.postgres import (
     backup_database,
     catalog,
     load_jobs,
+    may_create_database,
     register_job,
 )
 from lab.procs import free_port, live_pid, spawn_detached, write_json
@@ -111,13 +112,17 @@ class RegistryComponent:
                 ).ensure_bucket(ARTIFACT_BUCKET, versioned=False)
         pg = PostgresServer(lab.root)
         pg.ensure_role(REGISTRY_ROLE)
+        job = BackupJob(REGISTRY_DB, f"{DUMP_PREFIX}{REGISTRY_DB}/")
+        if not may_create_database(lab, pg.db(), REGISTRY_DB, catalog(lab, job), progress):
+            progress("lab: the MLflow registry is not started (its database is missing)")
+            return
         pg.ensure_database(REGISTRY_DB, REGISTRY_ROLE)
         self.start(lab, progress)
         reg = self.client(lab)
         if not any(m.name == MODEL_NAME for m in reg.registered_models()):
             progress("lab: registering the lab model in MLflow")
             seed_registry(lab, reg)
-        register_job(lab.root, BackupJob(REGISTRY_DB, f"{DUMP_PREFIX}{REGISTRY_DB}/"))
+        register_job(lab.root, job)
         if not catalog(lab, load_jobs(lab.root)[REGISTRY_DB]).has_records():
             rec = backup_database(lab, REGISTRY_DB)
             progress(f"lab: first dump of the registry database at {rec.created.isoformat()}")

@@ -35,6 +35,7 @@ import yaml
 from harness.errors import DrillbookError, TargetUnreachable
 from harness.integrity import Manifest
 from harness.inventory import ResticTarget, S3Target, Secret
+from harness.lease import FoundLease
 from harness.targets.restic import ResticRepo, Snapshot
 from harness.targets.s3 import S3Store
 from lab.ceph import CephCluster, DaemonState
@@ -187,6 +188,9 @@ class Lab:
             remote = store.read_bytes(MODELS_BUCKET, prefix + "manifest.json")
             if remote is not None and remote == local.read_bytes():
                 return
+        if not self._may_regenerate(store, MODELS_BUCKET, prefix, f"the lab model ({prefix})",
+                                    self.stage_dir, progress, self.restic()):
+            return
         size = self.state.model_size
         progress(f"lab: generating the lab model ({size / MiB:.0f} MiB, two versions)")
         older = self.root / "assets" / f"{MODEL_NAME}-older"
@@ -199,6 +203,32 @@ class Lab:
         write_golden(self.asset_dir, ModelConfig.load(self.asset_dir / "config.json"),
                      self.asset_dir, count=8)
         shutil.rmtree(older)
+
+    def _may_regenerate(self, store: S3Store, bucket: str, prefix: str, what: str,
+                        backup_dir: Path, progress: Progress, repo: ResticRepo | None) -> bool:
+        """Never regenerate what a drill holds or what has a backup in ``repo`` (None: no
+        backup repository was ever set up) (lab/keep.py)."""
+        from harness.blast import Touch
+        from lab.keep import may_generate, s3_leases
+        leases = s3_leases(store, SAFETY_BUCKET, Touch.s3("artifact-store", bucket, prefix))
+        present = bool(store.list_versions(bucket, prefix))
+        backup = None
+        if repo is not None and repo.is_initialized():
+            snaps = repo.snapshots(path=str(backup_dir))
+            if snaps:
+                backup = f"restic snapshot {snaps[-1].short_id} in {repo.target.repository}"
+        return may_generate(what, leases, backup, present, progress)
+
+    def leases(self) -> list[FoundLease]:
+        """Every drill lease of the lab's site, held or orphaned (for `lab status`)."""
+        from harness.context import Adapters
+        from harness.inventory import load_inventory
+        from harness.lease import LeaseResolver, list_leases
+        if not self.inventory_path.exists():
+            return []
+        inv = load_inventory(self.inventory_path)
+        adapters = Adapters(inv, self.root / "work")
+        return list_leases(LeaseResolver(inv, adapters.s3, adapters.postgres).all_stores())
 
     @staticmethod
     def _upload_dir(store: S3Store, directory: Path, prefix: str) -> None:

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from harness import lease
 from harness.blast import Touch
 from harness.errors import Inconclusive, StepFailed
 from harness.model import RESTORE_POINT_CLOCK_TOLERANCE_S, RestorePoint, event_by_name, iso
@@ -190,7 +191,16 @@ class DatabaseLoss(Scenario):
 
     def baseline(self) -> None:
         # the safety copy's snapshot is the baseline: its checksums describe exactly what it holds
-        self.safety = self.db.dump(self.database, self.scratch / "safety.dump")
+        path = (self.scratch / "safety.dump").resolve()
+        # recorded in the drill's leases before and after it is taken: `drillbook recover`
+        # restores it if this process dies
+        where = {"target": self.ctx.asset.store, "database": self.database, "owner": self.owner,
+                 "host": lease.this_host()}
+        lease.record_safety_copy(self.ctx.drill_id, "pg-dump", str(path), **where)
+        self.safety = self.db.dump(self.database, path)
+        lease.record_safety_copy(self.ctx.drill_id, "pg-dump", str(path), **where,
+                                 sha256=self.safety.sha256,
+                                 tables={k: v.to_json() for k, v in self.safety.tables.items()})
         self.base_tables = self.safety.tables
         self.base_rows = {t: self.db.row_hashes(self.database, t) for t in self.base_tables}
         if {t: len(r) for t, r in self.base_rows.items()} != \

@@ -12,6 +12,7 @@ import pytest
 from harness.blast import Fence, Touch, TouchKind, overlaps
 from harness.errors import GuardRefused
 from harness.inventory import PostgresTarget, S3Target, Secret, load_inventory
+from harness.lease import MemoryResolver
 from harness.model import Verdict
 from harness.runner import DrillRequest, run_drill
 from harness.targets.database import Database
@@ -37,7 +38,7 @@ def run(tmp_path: Path, cls: type[Scripted], dry_run: bool = False):  # type: ig
     p.write_text(INVENTORY)
     inv = load_inventory(p)
     return run_drill(inv, DrillRequest(cls, "only", "w", tmp_path / "ev", dry_run=dry_run),
-                     progress=lambda m: None)
+                     progress=lambda m: None, lease_resolver=MemoryResolver())
 
 
 def test_fence_allows_only_declared_prefixes_and_scratch() -> None:

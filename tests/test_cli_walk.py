@@ -20,6 +20,7 @@ import pytest
 from inventory_samples import dump, lab_like
 from test_evidence import scripted
 
+import harness.recover
 import lab.stack
 import scenarios.random_tier1
 from harness import cli
@@ -104,6 +105,8 @@ def baseline(leaf: Leaf, w: dict[str, Path]) -> list[str]:
         ("verify",): [str(w["drill"])],
         ("keygen",): ["--out", str(root / "keys" / "k")],
         ("history",): ["--evidence-dir", str(root / "ev")],
+        ("recover",): ["--inventory", str(w["inventory"]), "--evidence-dir", str(root / "ev"),
+                       "--dry-run"],
         ("scenarios",): [],
     }
     return head + good[leaf.path]
@@ -146,6 +149,7 @@ def stand_ins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, world: dict[str, 
     monkeypatch.setattr(cli, "run_drill", _reached)
     monkeypatch.setattr(scenarios.random_tier1, "run_random_tier1", _reached)
     monkeypatch.setattr(lab.stack, "Lab", _reached)
+    monkeypatch.setattr(harness.recover, "recover_all", _reached)
     monkeypatch.delenv("DRILLBOOK_SIGNING_KEY", raising=False)
     monkeypatch.delenv("DRILLBOOK_PUBLIC_KEY", raising=False)
     monkeypatch.setenv("DRILLBOOK_INVENTORY", str(world["inventory"]))

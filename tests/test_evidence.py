@@ -13,6 +13,7 @@ import pytest
 from harness.cli import main
 from harness.errors import Inconclusive, StepFailed
 from harness.inventory import load_inventory
+from harness.lease import MemoryResolver
 from harness.model import RestorePoint, Verdict, utc_now
 from harness.provenance import ExerciseInput, redact_location, runbook_version
 from harness.runner import DrillRequest, DrillResult, run_drill
@@ -106,7 +107,7 @@ def scripted(tmp_path: Path, *, rto: float = 60, exercise: bool = False,
     inv = load_inventory(inventory_file(tmp_path, rto=rto, exercise=exercise))
     req = DrillRequest(cls, "only", "w", evidence_root or tmp_path / "ev",
                        exercise=given or ExerciseInput())
-    result = run_drill(inv, req, progress=lambda m: None)
+    result = run_drill(inv, req, progress=lambda m: None, lease_resolver=MemoryResolver())
     write_evidence(result.evidence, result.directory, signing_key=signing_key)
     return result
 

@@ -16,6 +16,7 @@ import pytest
 
 from harness.errors import UsageError
 from harness.inventory import load_inventory
+from harness.lease import MemoryResolver
 from harness.model import Objective, ObjectiveKind, RestorePoint, Verdict, utc_now
 from harness.runner import DrillRequest, DrillResult, run_drill
 from harness.scenario import RunbookStep, Scenario
@@ -86,7 +87,7 @@ def drill(tmp_path: Path, **attrs: Any) -> tuple[DrillResult, dict[str, Any]]:
     p.write_text(INVENTORY)
     cls = type("R", (Recording,), attrs)
     result = run_drill(load_inventory(p), DrillRequest(cls, "only", "w", tmp_path / "ev"),
-                       progress=lambda m: None)
+                       progress=lambda m: None, lease_resolver=MemoryResolver())
     write_evidence(result.evidence, result.directory, history=False)
     return result, json.loads((result.directory / "evidence.json").read_text())
 

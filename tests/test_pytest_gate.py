@@ -47,6 +47,12 @@ class Scripted(Scenario):
     def revert(self): pass
 
 
+@pytest.fixture
+def drill_lease_resolver():
+    from harness.lease import MemoryResolver
+    return MemoryResolver()  # the site in these tests does not exist: nothing to exclude
+
+
 class Broken(Scripted):
     restore_error = StepFailed("3 shards do not match the manifest")
 

@@ -11,6 +11,7 @@ from typing import ClassVar
 import pytest
 
 from harness.inventory import load_inventory
+from harness.lease import MemoryResolver
 from harness.model import (
     RESTORE_POINT_CLOCK_TOLERANCE_S,
     Event,
@@ -129,7 +130,7 @@ def run(tmp_path: Path, **attrs: object) -> dict[str, object]:
     p.write_text(INVENTORY)
     cls = type("R", (Restores,), attrs)
     result = run_drill(load_inventory(p), DrillRequest(cls, "only", "w", tmp_path / "ev"),
-                       progress=lambda m: None)
+                       progress=lambda m: None, lease_resolver=MemoryResolver())
     write_evidence(result.evidence, result.directory, history=False)  # schema-validated
     doc: dict[str, object] = json.loads((result.directory / "evidence.json").read_text())
     return doc

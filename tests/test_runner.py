@@ -9,6 +9,7 @@ import pytest
 
 from harness.errors import Inconclusive, StepFailed, UsageError
 from harness.inventory import Inventory, load_inventory
+from harness.lease import MemoryResolver
 from harness.model import Outcome, RestorePoint, Verdict, utc_now
 from harness.runner import DrillRequest, run_drill
 from harness.scenario import RunbookStep, Scenario
@@ -84,7 +85,8 @@ def make(**attrs: object) -> type[Scripted]:
 
 def run(tmp_path: Path, cls: type[Scenario], **kw: object) -> tuple[Verdict, list[str], object]:
     inv = inventory(tmp_path, **kw)  # type: ignore[arg-type]
-    result = run_drill(inv, DrillRequest(cls, "only", "w", tmp_path / "ev"), progress=lambda m: None)
+    result = run_drill(inv, DrillRequest(cls, "only", "w", tmp_path / "ev"), progress=lambda m: None,
+                       lease_resolver=MemoryResolver())
     return result.evidence.verdict, list(result.evidence.reasons), result
 
 

@@ -272,3 +272,37 @@ class S3Store:
         source = {"Bucket": src_bucket, "Key": key, "VersionId": version_id}
         self._call("copy object", lambda: self._client.copy(source, dest_bucket, dest_key,
                                                             Config=self._transfer))
+
+    # -- conditional writes (drill leases) -----------------------------------------------------
+
+    def put_conditional(self, bucket: str, key: str, data: bytes, *,
+                        if_match: str | None = None) -> str | None:
+        """Create ``key`` only if it does not exist (``If-None-Match: *``) or, with ``if_match``,
+        replace it only if its ETag is still that one. Returns the new ETag, or None when the
+        condition did not hold (someone else wrote first)."""
+        args: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": data}
+        if if_match is None:
+            args["IfNoneMatch"] = "*"
+        else:
+            # unquoted: Ceph RGW compares the raw value (a quoted ETag never matches there)
+            args["IfMatch"] = if_match
+        try:
+            r = self._call("conditional put", lambda: self._client.put_object(**args))
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"} or \
+                    (if_match is not None and self.is_missing(exc)):
+                return None
+            raise
+        return str(r.get("ETag", "")).strip('"')
+
+    def read_with_etag(self, bucket: str, key: str) -> tuple[bytes, str] | None:
+        """A small object's content and ETag, or None when it does not exist."""
+        try:
+            r = self._call("get object", lambda: self._client.get_object(Bucket=bucket, Key=key))
+        except botocore.exceptions.ClientError as exc:
+            if self.is_missing(exc):
+                return None
+            raise
+        data: bytes = self._call("read object", r["Body"].read)
+        return data, str(r.get("ETag", "")).strip('"')
