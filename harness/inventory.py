@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from harness.errors import InventoryError
+from harness.inventory_kube import KIND as KUBE_KIND
+from harness.inventory_kube import KubeTarget, parse_kube_target
 from harness.load import SLO, LoadSettings
 
 ASSET_KINDS = ("model-weights", "inference-service", "lora-adapter", "pipeline-config",
@@ -163,7 +165,8 @@ class JobTarget:
 
 
 Target = (S3Target | ResticTarget | InferenceTarget | PostgresTarget | MlflowTarget
-          | LoadBalancerTarget | NodeTarget | OrchestratorTarget | RgwAdminTarget | JobTarget)
+          | LoadBalancerTarget | NodeTarget | OrchestratorTarget | RgwAdminTarget | JobTarget
+          | KubeTarget)
 
 
 @dataclass(frozen=True)
@@ -293,6 +296,11 @@ class Inventory:
     def job(self, name: str) -> JobTarget:
         t = self.targets[name]
         assert isinstance(t, JobTarget)
+        return t
+
+    def kube(self, name: str) -> KubeTarget:
+        t = self.targets[name]
+        assert isinstance(t, KubeTarget)
         return t
 
     def jobs(self, role: str) -> list[JobTarget]:
@@ -633,8 +641,10 @@ def _targets(raw: dict[str, Any], r: _Reader) -> dict[str, Target]:
                                        r.string(m, "binary", p, default="radosgw-admin"))
         elif kind == "job":
             out[name] = _job(name, m, p, safe, r)
+        elif kind == KUBE_KIND:
+            out[name] = parse_kube_target(name, m, p, safe, r.file, r)
         else:
-            kinds = ", ".join(TARGET_KINDS + DB_TARGET_KINDS)
+            kinds = ", ".join(TARGET_KINDS + DB_TARGET_KINDS + (KUBE_KIND,))
             raise r.fail(p + ("kind",), f"unknown target kind {kind!r} (one of: {kinds})")
     return out
 
