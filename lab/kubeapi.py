@@ -78,6 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- plumbing -------------------------------------------------------------------------------
 
     def _send(self, code: int, body: Obj, headers: dict[str, str] | None = None) -> None:
+        self.server.api.responses.append((urlparse(self.path).path, body))
         data = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -241,6 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
         def chunk(ev: Obj) -> None:
+            self.server.api.responses.append((urlparse(self.path).path, ev))
             data = json.dumps(ev).encode() + b"\n"
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             self.wfile.flush()
@@ -300,6 +302,8 @@ class KubeApi:
         self.token = token or secrets.token_hex(16)
         self.tick_s = tick_s
         self.calls: list[tuple[str, str]] = []
+        #: every body served (path, JSON), watch events included: the contract tests check them
+        self.responses: list[tuple[str, Obj]] = []
         self.stopping = threading.Event()
         self.httpd = _Server(("127.0.0.1", port), _Handler)
         self.httpd.api = self
