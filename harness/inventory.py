@@ -17,8 +17,9 @@ from typing import Any
 import yaml
 
 from harness.errors import InventoryError
+from harness.inventory_kube import ASSET_KIND as KUBE_ASSET_KIND
 from harness.inventory_kube import KIND as KUBE_KIND
-from harness.inventory_kube import KubeTarget, parse_kube_target
+from harness.inventory_kube import KubeTarget, KubeWorkload, parse_kube_asset, parse_kube_target
 from harness.load import SLO, LoadSettings
 
 ASSET_KINDS = ("model-weights", "inference-service", "lora-adapter", "pipeline-config",
@@ -189,6 +190,7 @@ class Asset:
     orchestrator: str | None = None
     nodes: tuple[str, ...] = ()
     fallback_golden: Path | None = None  # golden file of the degraded (fallback) model
+    workload: KubeWorkload | None = None  # kube-inference-service assets (store: the cluster)
 
 
 @dataclass(frozen=True)
@@ -681,6 +683,10 @@ def _job(name: str, m: dict[str, Any], p: Path_, safe: bool, r: _Reader) -> JobT
 def _asset(m: dict[str, Any], p: Path_, targets: dict[str, Target], file: Path, r: _Reader) -> Asset:
     if m.get("kind") in DB_ASSET_KINDS:
         return _db_asset(m, p, targets, r)
+    if m.get("kind") == KUBE_ASSET_KIND:
+        aid, tier, cluster, work = parse_kube_asset(m, p, targets, r)
+        return Asset(aid, tier, KUBE_ASSET_KIND, cluster, "", "", "", None, None, None, None,
+                     workload=work)
     r.known(m, p, {"id", "tier", "kind", "store", "bucket", "prefix", "manifest", "backup",
                    "backup_path", "served_by", "golden", "balancer", "orchestrator", "nodes",
                    "fallback_golden"})

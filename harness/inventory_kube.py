@@ -82,3 +82,37 @@ def parse_kube_target(name: str, m: dict[str, Any], p: Path_, safe: bool, file: 
         gpu_node_selector=r.string(m, "gpu_node_selector", p, required=False) or None,
         gpu_resource=r.string(m, "gpu_resource", p, default="nvidia.com/gpu"),
         max_nodes=limit, drill_safe=safe)
+
+
+ASSET_KIND = "kube-inference-service"
+ASSET_FIELDS = {"id", "tier", "kind", "cluster", "namespace", "deployment", "inference_service"}
+
+
+@dataclass(frozen=True)
+class KubeWorkload:
+    """An inference workload on a cluster: its Deployment and, with KServe, its
+    InferenceService (``Asset.store`` names the kube target)."""
+
+    namespace: str
+    deployment: str
+    inference_service: str | None = None
+
+
+def parse_kube_asset(m: dict[str, Any], p: Path_, targets: dict[str, Any],
+                     r: _Reader) -> tuple[str, int, str, KubeWorkload]:
+    """Validate a ``kind: kube-inference-service`` asset: (id, tier, cluster, workload)."""
+    r.known(m, p, ASSET_FIELDS)
+    tier = r.req(m, "tier", p)
+    if isinstance(tier, bool) or tier not in (1, 2, 3):
+        raise r.fail(p + ("tier",), f"must be 1, 2 or 3 (got {tier!r})")
+    cluster = r.string(m, "cluster", p)
+    t = targets.get(cluster)
+    if not isinstance(t, KubeTarget):
+        raise r.fail(p + ("cluster",), f"names {cluster!r}, which is not a kube target")
+    ns = r.string(m, "namespace", p)
+    if ns not in t.namespaces:
+        raise r.fail(p + ("namespace",), f"{ns!r} is not one of target {cluster!r}'s drill-safe "
+                                         f"namespaces ({', '.join(t.namespaces)})")
+    return (r.string(m, "id", p), int(tier), cluster,
+            KubeWorkload(ns, r.string(m, "deployment", p),
+                         r.string(m, "inference_service", p, required=False) or None))
