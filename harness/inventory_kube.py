@@ -21,12 +21,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from harness.inventory import _Reader
+from harness.errors import InventoryError
 
-    Path_ = tuple[str | int, ...]
+Path_ = tuple[str | int, ...]
+
+
+class FieldReader(Protocol):
+    """What these parsers need from the loader's field reader (its located errors), named
+    here so this module does not depend on how the loader is laid out."""
+
+    def fail(self, path: Path_, message: str) -> InventoryError: ...
+
+    def known(self, m: dict[str, Any], path: Path_, allowed: set[str]) -> None: ...
+
+    def req(self, m: dict[str, Any], key: str, path: Path_) -> Any: ...
+
+    def string(self, m: dict[str, Any], key: str, path: Path_, *, default: str | None = None,
+               required: bool = True) -> str: ...
+
+    def boolean(self, m: dict[str, Any], key: str, path: Path_, default: bool = False) -> bool: ...
 
 KIND = "kube"
 FIELDS = {"kind", "kubeconfig", "context", "in_cluster", "namespaces", "gpu_node_selector",
@@ -53,7 +68,7 @@ class KubeTarget:
 
 
 def parse_kube_target(name: str, m: dict[str, Any], p: Path_, safe: bool, file: Path,
-                      r: _Reader) -> KubeTarget:
+                      r: FieldReader) -> KubeTarget:
     """Validate one ``kind: kube`` entry; errors name the file, line and field."""
     r.known(m, p, FIELDS)
     in_cluster = r.boolean(m, "in_cluster", p)
@@ -99,7 +114,7 @@ class KubeWorkload:
 
 
 def parse_kube_asset(m: dict[str, Any], p: Path_, targets: dict[str, Any],
-                     r: _Reader) -> tuple[str, int, str, KubeWorkload]:
+                     r: FieldReader) -> tuple[str, int, str, KubeWorkload]:
     """Validate a ``kind: kube-inference-service`` asset: (id, tier, cluster, workload)."""
     r.known(m, p, ASSET_FIELDS)
     tier = r.req(m, "tier", p)
