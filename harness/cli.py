@@ -404,7 +404,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
     from harness.recover import recover_all
     inventory = _inventory_for(args)
     adapters = Adapters(inventory, args.evidence_dir / ".work")
-    resolver = LeaseResolver(inventory, adapters.s3, adapters.postgres)
+    resolver = LeaseResolver(inventory, adapters.s3, adapters.postgres, adapters.kube)
     outcomes = recover_all(inventory, adapters, resolver, args.evidence_dir, drill=args.drill,
                            dry_run=args.dry_run, progress=_progress)
     if not outcomes:

@@ -22,6 +22,7 @@ from harness.targets.database import Database
 from harness.targets.fleet import NodeHost, Orchestrator
 from harness.targets.inference import InferenceEndpoint
 from harness.targets.job import Job
+from harness.targets.kube import KubeCluster
 from harness.targets.loadbalancer import LoadBalancer
 from harness.targets.registry import MlflowRegistry
 from harness.targets.restic import ResticRepo
@@ -115,6 +116,12 @@ class Adapters:
             self._cache[name] = LoadBalancer(t.socket, t.backend, name=t.name)
         lb: LoadBalancer = self._cache[name]
         return lb
+
+    def kube(self, name: str) -> KubeCluster:
+        if name not in self._cache:
+            self._cache[name] = KubeCluster(self.inventory.kube(name))
+        cluster: KubeCluster = self._cache[name]
+        return cluster
 
     def node(self, name: str) -> NodeHost:
         return NodeHost(self.inventory.node(name))

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from harness.blast import Touch, TouchKind, overlaps
 from harness.errors import Inconclusive, UsageError
 from harness.inventory import Inventory, PostgresTarget, S3Target
+from harness.inventory_kube import KubeTarget
 from harness.lease_stores import (
     LeaseStore,
     MemoryLeaseStore,
@@ -221,10 +222,11 @@ class LeaseResolver:
     """Which store keeps the lease of a resource, from the inventory."""
 
     def __init__(self, inventory: Inventory, s3: Callable[[str], Any],
-                 postgres: Callable[[str], Any]) -> None:
+                 postgres: Callable[[str], Any], kube: Callable[[str], Any] | None = None) -> None:
         self.inventory = inventory
         self._s3 = s3
         self._pg = postgres
+        self._kube = kube
         self._stores: dict[str, LeaseStore] = {}
 
     def _store(self, name: str) -> LeaseStore:
@@ -232,6 +234,12 @@ class LeaseResolver:
             t = self.inventory.targets[name]
             if isinstance(t, PostgresTarget):
                 self._stores[name] = PostgresLeaseStore(self._pg(name))
+            elif isinstance(t, KubeTarget):
+                from harness.lease_kube import KubeLeaseStore  # the client only where needed
+
+                if self._kube is None:
+                    raise UsageError(f"leases on cluster {name} need a Kubernetes adapter")
+                self._stores[name] = KubeLeaseStore(self._kube(name))
             else:
                 self._stores[name] = S3LeaseStore(self._s3(name), self.inventory.safety_bucket)
         return self._stores[name]
@@ -241,6 +249,11 @@ class LeaseResolver:
         s3 = [n for n, t in self.inventory.targets.items() if isinstance(t, S3Target)]
         safe = [n for n in s3 if self.inventory.targets[n].drill_safe]
         if not (safe or s3):
+            # a site that is only a cluster keeps its leases as Kubernetes Leases
+            kube = [n for n, t in self.inventory.targets.items()
+                    if isinstance(t, KubeTarget) and t.drill_safe]
+            if kube and self._kube is not None:
+                return kube[0]
             raise UsageError(f"{self.inventory.path} has no S3 target: nowhere to keep drill "
                              f"leases")
         return (safe or s3)[0]
@@ -249,7 +262,8 @@ class LeaseResolver:
         t = self.inventory.targets.get(touch.target)
         if t is not None and t.drill_safe and (
                 (isinstance(t, S3Target) and touch.kind is TouchKind.S3_PREFIX)
-                or (isinstance(t, PostgresTarget) and touch.kind is TouchKind.DATABASE)):
+                or (isinstance(t, PostgresTarget) and touch.kind is TouchKind.DATABASE)
+                or (isinstance(t, KubeTarget) and self._kube is not None)):
             return touch.target
         # never write a lease into a target not marked drill-safe: use the site's lease store
         return self.site_target()
@@ -259,8 +273,11 @@ class LeaseResolver:
 
     def all_stores(self) -> list[LeaseStore]:
         """Every store a lease of this site may be in."""
+        kinds: tuple[type, ...] = (S3Target, PostgresTarget)
+        if self._kube is not None:
+            kinds += (KubeTarget,)
         names = [n for n, t in self.inventory.targets.items() if t.drill_safe and
-                 isinstance(t, S3Target | PostgresTarget)]
+                 isinstance(t, kinds)]
         site = self.site_target()
         return [self._store(n) for n in dict.fromkeys([site, *names])]
 

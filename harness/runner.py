@@ -114,7 +114,7 @@ def run_drill(inventory: Inventory, req: DrillRequest, *,
     # the engine's own adapters: leases are written outside any scenario's blast radius
     own = Adapters(inventory, work_dir)
     leases = lease.DrillLeases(
-        lease_resolver or lease.LeaseResolver(inventory, own.s3, own.postgres),
+        lease_resolver or lease.LeaseResolver(inventory, own.s3, own.postgres, own.kube),
         drill_id=drill_id, scenario=req.scenario.name, variant=req.variant, asset=asset.id,
         evidence_dir=str(out_dir.resolve()))
     injected = interrupted = False

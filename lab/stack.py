@@ -228,7 +228,7 @@ class Lab:
             return []
         inv = load_inventory(self.inventory_path)
         adapters = Adapters(inv, self.root / "work")
-        return list_leases(LeaseResolver(inv, adapters.s3, adapters.postgres).all_stores())
+        return list_leases(LeaseResolver(inv, adapters.s3, adapters.postgres, adapters.kube).all_stores())
 
     @staticmethod
     def _upload_dir(store: S3Store, directory: Path, prefix: str) -> None:

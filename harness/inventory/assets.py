@@ -26,6 +26,8 @@ from harness.inventory.model import (
     kind_name,
 )
 from harness.inventory.source import Path_
+from harness.inventory_kube import ASSET_KIND as KUBE_ASSET_KIND
+from harness.inventory_kube import parse_kube_asset
 
 
 def assets(raw: Any, targets: dict[str, Target], file: Path, r: Reader) -> dict[str, Asset]:
@@ -35,8 +37,14 @@ def assets(raw: Any, targets: dict[str, Target], file: Path, r: Reader) -> dict[
     for i, item in enumerate(raw):
         p: Path_ = ("assets", i)
         m = r.mapping(item, p)
-        a = _db_asset(m, p, targets, r) if m.get("kind") in DB_ASSET_KINDS else _asset(
-            m, p, targets, file, r)
+        if m.get("kind") == KUBE_ASSET_KIND:
+            aid, tier, cluster, work = parse_kube_asset(m, p, targets, r)
+            a = Asset(aid, tier, KUBE_ASSET_KIND, cluster, "", "", "", None, None, None, None,
+                      workload=work)
+        elif m.get("kind") in DB_ASSET_KINDS:
+            a = _db_asset(m, p, targets, r)
+        else:
+            a = _asset(m, p, targets, file, r)
         if a.id in out:
             raise r.fail(p + ("id",), f"duplicate asset id {a.id!r}")
         out[a.id] = a

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.inventory_kube import KubeTarget, KubeWorkload
 from harness.load import SLO, LoadSettings
 
 ASSET_KINDS = ("model-weights", "inference-service", "lora-adapter", "pipeline-config",
@@ -156,7 +157,8 @@ class JobTarget:
 
 
 Target = (S3Target | ResticTarget | InferenceTarget | PostgresTarget | MlflowTarget
-          | LoadBalancerTarget | NodeTarget | OrchestratorTarget | RgwAdminTarget | JobTarget)
+          | LoadBalancerTarget | NodeTarget | OrchestratorTarget | RgwAdminTarget | JobTarget
+          | KubeTarget)
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,7 @@ class Asset:
     orchestrator: str | None = None
     nodes: tuple[str, ...] = ()
     fallback_golden: Path | None = None  # golden file of the degraded (fallback) model
+    workload: KubeWorkload | None = None  # kube-inference-service assets (store: the cluster)
 
 
 @dataclass(frozen=True)
@@ -281,6 +284,11 @@ class Inventory:
     def rgw_admin(self, name: str) -> RgwAdminTarget:
         t = self.targets[name]
         assert isinstance(t, RgwAdminTarget)
+        return t
+
+    def kube(self, name: str) -> KubeTarget:
+        t = self.targets[name]
+        assert isinstance(t, KubeTarget)
         return t
 
     def job(self, name: str) -> JobTarget:

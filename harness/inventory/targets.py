@@ -24,6 +24,8 @@ from harness.inventory.model import (
     kind_name,
 )
 from harness.inventory.source import Path_
+from harness.inventory_kube import KIND as KUBE_KIND
+from harness.inventory_kube import parse_kube_target
 
 
 def targets(raw: dict[Any, Any], r: Reader) -> dict[str, Target]:
@@ -93,7 +95,9 @@ def _target(name: str, m: dict[Any, Any], p: Path_, r: Reader) -> Target:
         return RgwAdminTarget(name, conf, safe, r.string(m, "binary", p, default="radosgw-admin"))
     if kind == "job":
         return _job(name, m, p, safe, r)
-    kinds = ", ".join(TARGET_KINDS + DB_TARGET_KINDS)
+    if kind == KUBE_KIND:
+        return parse_kube_target(name, m, p, safe, r.file, r)
+    kinds = ", ".join(TARGET_KINDS + DB_TARGET_KINDS + (KUBE_KIND,))
     raise r.fail(p + ("kind",), f"unknown target kind {kind!r} (one of: {kinds})")
 
 

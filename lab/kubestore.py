@@ -1,0 +1,426 @@
+"""The lab cluster's state: objects, resourceVersions, the watch history and the controllers.
+
+One lock guards everything. Every change bumps a cluster-wide resourceVersion and appends a
+watch event to a bounded history; a watch from a resourceVersion older than the history gets
+410 Gone, as from a real API server after compaction. :meth:`KubeStore.reconcile` plays the
+control plane's part in the cases drills use: the taint manager evicts pods from NoExecute
+tainted or NotReady nodes, the Deployment controller replaces lost pods, the scheduler binds
+pending pods to Ready, schedulable nodes with free GPUs, the kubelet marks a bound pod Ready
+after a delay, and InferenceService readiness follows its predictor Deployment.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import threading
+import time
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+from lab.kubeschema import validate
+
+Obj = dict[str, Any]
+GPU = "nvidia.com/gpu"
+
+
+class ApiError(Exception):
+    """Becomes a Status object with this HTTP code."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch (strategic merge patches are applied the same way)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+def json_patch(doc: Obj, ops: list[Obj]) -> Obj:
+    """RFC 6902 add/remove/replace/test."""
+    doc = copy.deepcopy(doc)
+    for op in ops:
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        parent: Any = doc
+        for p in parts[:-1]:
+            parent = parent[int(p)] if isinstance(parent, list) else parent[p]
+        last = parts[-1]
+        kind = op["op"]
+        if kind == "test":
+            cur = parent[int(last)] if isinstance(parent, list) else parent.get(last)
+            if cur != op["value"]:
+                raise ApiError(422, "Invalid", f"test failed at {op['path']}")
+        elif kind == "remove":
+            del parent[int(last) if isinstance(parent, list) else last]
+        elif isinstance(parent, list):
+            idx = len(parent) if last == "-" else int(last)
+            if kind == "add":
+                parent.insert(idx, op["value"])
+            else:
+                parent[idx] = op["value"]
+        else:
+            parent[last] = op["value"]
+    return doc
+
+
+def match_labels(labels: dict[str, str], selector: str | None) -> bool:
+    for term in filter(None, (selector or "").split(",")):
+        if "!=" in term:
+            k, v = term.split("!=", 1)
+            if labels.get(k.strip()) == v.strip():
+                return False
+        elif "=" in term:
+            k, v = term.replace("==", "=").split("=", 1)
+            if labels.get(k.strip()) != v.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:].strip() in labels:
+                return False
+        elif term.strip() not in labels:
+            return False
+    return True
+
+
+def match_fields(obj: Obj, selector: str | None) -> bool:
+    for term in filter(None, (selector or "").split(",")):
+        k, v = term.replace("==", "=").split("=", 1)
+        cur: Any = obj
+        for part in k.split("."):
+            cur = cur.get(part) if isinstance(cur, dict) else None
+        if (cur or "") != v:
+            return False
+    return True
+
+
+def _gpus(pod: Obj) -> int:
+    n = 0
+    for c in pod["spec"].get("containers", []):
+        limits = (c.get("resources") or {}).get("limits") or {}
+        n += int(limits.get(GPU, "0"))
+    return n
+
+
+def _tolerates(pod: Obj, taint: Obj) -> bool:
+    for t in pod["spec"].get("tolerations") or []:
+        if t.get("effect") not in (None, taint["effect"]):
+            continue
+        if t.get("operator") == "Exists" and t.get("key") in (None, taint["key"]):
+            return True
+        if t.get("key") == taint["key"] and t.get("value") == taint.get("value"):
+            return True
+    return False
+
+
+def _ready(node: Obj) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True"
+               for c in node["status"].get("conditions", []))
+
+
+class KubeStore:
+    """Every object of the lab cluster, keyed by resource then ``namespace/name``."""
+
+    def __init__(self, *, ready_delay_s: float = 0.3, evict_grace_s: float = 0.1,
+                 notready_after_s: float = 1.0, history: int = 2000) -> None:
+        self.cond = threading.Condition()
+        self.rv = 1
+        self.objects: dict[str, dict[str, Obj]] = {}
+        self.history: deque[tuple[int, str, str, Obj]] = deque(maxlen=history)
+        self.oldest_rv = 1
+        self.ready_delay_s, self.evict_grace_s = ready_delay_s, evict_grace_s
+        self.notready_after_s = notready_after_s
+        #: node name -> monotonic time of its last heartbeat (None: heartbeats stopped)
+        self.heartbeat: dict[str, float | None] = {}
+        self._bound_at: dict[str, float] = {}
+        self._deleting_at: dict[str, float] = {}
+
+    # -- primitives (caller holds the lock) --------------------------------------------------
+
+    def _emit(self, resource: str, kind: str, obj: Obj) -> None:
+        if len(self.history) == self.history.maxlen:
+            self.oldest_rv = self.history[0][0] + 1
+        self.history.append((self.rv, resource, kind, copy.deepcopy(obj)))
+        self.cond.notify_all()
+
+    def _store(self, resource: str, obj: Obj, kind: str) -> Obj:
+        validate(resource, obj)
+        self.rv += 1
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        self.objects.setdefault(resource, {})[_key(obj)] = obj
+        self._emit(resource, kind, obj)
+        return obj
+
+    def validate_request(self, kind: str, body: Obj) -> None:
+        """A request body (an Eviction, a Scale) must match its schema too."""
+        validate(kind, body)
+
+    def compact(self) -> None:
+        """Forget the watch history (what etcd compaction does): older watches get 410."""
+        with self.cond:
+            self.history.clear()
+            self.oldest_rv = self.rv + 1
+
+    def get(self, resource: str, ns: str | None, name: str) -> Obj:
+        obj = self.objects.get(resource, {}).get(f"{ns}/{name}" if ns else name)
+        if obj is None:
+            raise ApiError(404, "NotFound", f'{resource} "{name}" not found')
+        return obj
+
+    def select(self, resource: str, ns: str | None, labels: str | None,
+             fields: str | None) -> list[Obj]:
+        return [o for o in self.objects.get(resource, {}).values()
+                if (ns is None or o["metadata"].get("namespace") == ns)
+                and match_labels(o["metadata"].get("labels") or {}, labels)
+                and match_fields(o, fields)]
+
+    def create(self, resource: str, obj: Obj) -> Obj:
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
+        if _key(obj) in self.objects.get(resource, {}):
+            raise ApiError(409, "AlreadyExists", f'{resource} "{meta["name"]}" already exists')
+        meta.update(uid=secrets.token_hex(16), creationTimestamp=now_iso())
+        if resource in ("deployments", "statefulsets"):
+            meta["generation"] = 1
+        return self._store(resource, obj, "ADDED")
+
+    def replace(self, resource: str, obj: Obj, *, expect_rv: str | None = None) -> Obj:
+        old = self.get(resource, obj["metadata"].get("namespace"), obj["metadata"]["name"])
+        if expect_rv is not None and expect_rv != old["metadata"]["resourceVersion"]:
+            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {resource} '
+                           f'"{obj["metadata"]["name"]}": the object has been modified; '
+                           f'please apply your changes to the latest version and try again')
+        if json.dumps(old, sort_keys=True) == json.dumps(obj, sort_keys=True):
+            return old
+        if resource in ("deployments", "statefulsets") and old.get("spec") != obj.get("spec"):
+            obj["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
+        return self._store(resource, obj, "MODIFIED")
+
+    def delete(self, resource: str, ns: str | None, name: str,
+               expect_rv: str | None = None) -> Obj:
+        obj = self.get(resource, ns, name)
+        if expect_rv is not None and obj["metadata"].get("resourceVersion") != expect_rv:
+            # DeleteOptions.preconditions, as the API server checks them
+            raise ApiError(409, "Conflict",
+                           f'Operation cannot be fulfilled on {resource} "{name}": the '
+                           f'ResourceVersion in the precondition ({expect_rv}) does not match '
+                           f'the ResourceVersion in record '
+                           f'({obj["metadata"].get("resourceVersion")})')
+        if resource == "pods":
+            if obj["metadata"].get("deletionTimestamp") is None:
+                self._mark_deleting(obj)
+            return obj
+        del self.objects[resource][_key(obj)]
+        self.rv += 1
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        self._emit(resource, "DELETED", obj)
+        return obj
+
+    def _mark_deleting(self, pod: Obj) -> None:
+        pod = copy.deepcopy(pod)
+        pod["metadata"]["deletionTimestamp"] = now_iso()
+        pod["metadata"]["deletionGracePeriodSeconds"] = 0
+        self._deleting_at[_key(pod)] = time.monotonic()
+        self.replace("pods", pod)
+
+    # -- eviction (policy/v1) ---------------------------------------------------------------
+
+    def evict(self, ns: str, name: str) -> None:
+        pod = self.get("pods", ns, name)
+        for pdb in self.select("poddisruptionbudgets", ns, None, None):
+            sel = (pdb["spec"].get("selector") or {}).get("matchLabels") or {}
+            if not all(pod["metadata"].get("labels", {}).get(k) == v for k, v in sel.items()):
+                continue
+            if int((pdb.get("status") or {}).get("disruptionsAllowed", 0)) < 1:
+                raise ApiError(429, "TooManyRequests", "Cannot evict pod as it would violate "
+                               f"the pod's disruption budget {pdb['metadata']['name']}.")
+        self._mark_deleting(pod)
+
+    # -- controllers ----------------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        with self.cond:
+            t = time.monotonic()
+            self._node_lifecycle(t)
+            self._taint_manager()
+            self._finish_deletions(t)
+            for d in list(self.objects.get("deployments", {}).values()):
+                self._deployment(d)
+            self._schedule(t)
+            self._kubelet(t)
+            for d in list(self.objects.get("deployments", {}).values()):
+                self._deployment_status(d)
+            for pdb in list(self.objects.get("poddisruptionbudgets", {}).values()):
+                self._pdb_status(pdb)
+            for isvc in list(self.objects.get("inferenceservices", {}).values()):
+                self._isvc_status(isvc)
+
+    def _node_lifecycle(self, t: float) -> None:
+        for node in list(self.objects.get("nodes", {}).values()):
+            beat = self.heartbeat.get(node["metadata"]["name"], t)
+            ok = beat is not None and t - beat < self.notready_after_s
+            if ok != _ready(node):
+                n = copy.deepcopy(node)
+                n["status"]["conditions"] = [c for c in n["status"]["conditions"]
+                                             if c["type"] != "Ready"] + [{
+                    "type": "Ready", "status": "True" if ok else "Unknown",
+                    "reason": "KubeletReady" if ok else "NodeStatusUnknown",
+                    "message": "kubelet is posting ready status" if ok else
+                    "Kubelet stopped posting node status.",
+                    "lastHeartbeatTime": now_iso(), "lastTransitionTime": now_iso()}]
+                self.replace("nodes", n)
+
+    def _taint_manager(self) -> None:
+        nodes = self.objects.get("nodes", {})
+        for pod in list(self.objects.get("pods", {}).values()):
+            node = nodes.get(pod["spec"].get("nodeName") or "")
+            if node is None or pod["metadata"].get("deletionTimestamp"):
+                continue
+            taints = [x for x in node["spec"].get("taints") or [] if x["effect"] == "NoExecute"]
+            if not _ready(node):
+                taints.append({"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"})
+            if any(not _tolerates(pod, x) for x in taints):
+                self._mark_deleting(pod)
+
+    def _finish_deletions(self, t: float) -> None:
+        for key, since in list(self._deleting_at.items()):
+            if t - since >= self.evict_grace_s:
+                del self._deleting_at[key]
+                self._bound_at.pop(key, None)
+                if key in self.objects.get("pods", {}):
+                    obj = self.objects["pods"].pop(key)
+                    self.rv += 1
+                    obj["metadata"]["resourceVersion"] = str(self.rv)
+                    self._emit("pods", "DELETED", obj)
+
+    def _owned(self, d: Obj) -> list[Obj]:
+        sel = d["spec"]["selector"].get("matchLabels") or {}
+        return [p for p in self.select("pods", d["metadata"]["namespace"], None, None)
+                if all(p["metadata"].get("labels", {}).get(k) == v for k, v in sel.items())
+                and not p["metadata"].get("deletionTimestamp")]
+
+    def _deployment(self, d: Obj) -> None:
+        want = int(d["spec"].get("replicas", 1))
+        have = self._owned(d)
+        rs = f"{d['metadata']['name']}-{d['metadata']['uid'][:10]}"
+        for _ in range(want - len(have)):
+            tmpl = copy.deepcopy(d["spec"]["template"])
+            meta = tmpl.setdefault("metadata", {})
+            meta.update(name=f"{rs}-{secrets.token_hex(3)[:5]}", namespace=d["metadata"][
+                "namespace"], ownerReferences=[{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                                "name": rs, "uid": d["metadata"]["uid"],
+                                                "controller": True}])
+            tmpl["status"] = {"phase": "Pending", "conditions": []}
+            self.create("pods", tmpl)
+        for p in sorted(have, key=lambda p: p["metadata"]["creationTimestamp"])[want:]:
+            self._mark_deleting(p)
+
+    def _schedule(self, t: float) -> None:
+        nodes = self.objects.get("nodes", {})
+        pods = list(self.objects.get("pods", {}).values())
+        used: dict[str, int] = {}
+        for p in pods:
+            if p["spec"].get("nodeName"):
+                used[p["spec"]["nodeName"]] = used.get(p["spec"]["nodeName"], 0) + _gpus(p)
+        for p in pods:
+            if p["spec"].get("nodeName") or p["metadata"].get("deletionTimestamp"):
+                continue
+            for name, node in sorted(nodes.items()):
+                free = int(node["status"].get("allocatable", {}).get(GPU, "0")) - used.get(name, 0)
+                blocked = [x for x in node["spec"].get("taints") or []
+                           if x["effect"] in ("NoSchedule", "NoExecute") and not _tolerates(p, x)]
+                if (_ready(node) and not node["spec"].get("unschedulable") and not blocked
+                        and free >= _gpus(p)):
+                    q = copy.deepcopy(p)
+                    q["spec"]["nodeName"] = name
+                    q["status"]["conditions"] = [{"type": "PodScheduled", "status": "True",
+                                                  "lastTransitionTime": now_iso()}]
+                    used[name] = used.get(name, 0) + _gpus(p)
+                    self._bound_at[_key(q)] = t
+                    self.replace("pods", q)
+                    break
+
+    def _kubelet(self, t: float) -> None:
+        for p in list(self.objects.get("pods", {}).values()):
+            key = _key(p)
+            if key not in self._bound_at or p["metadata"].get("deletionTimestamp"):
+                continue
+            conds = {c["type"] for c in p["status"]["conditions"] if c["status"] == "True"}
+            if "Ready" in conds or t - self._bound_at[key] < self.ready_delay_s:
+                continue
+            q = copy.deepcopy(p)
+            q["status"].update(phase="Running", startTime=now_iso(), containerStatuses=[
+                {"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": True,
+                 "restartCount": 0, "started": True,
+                 "state": {"running": {"startedAt": now_iso()}}}
+                for c in q["spec"]["containers"]])
+            q["status"]["conditions"] += [
+                {"type": k, "status": "True", "lastTransitionTime": now_iso()}
+                for k in ("Initialized", "ContainersReady", "Ready")]
+            self.replace("pods", q)
+
+    def _deployment_status(self, d: Obj) -> None:
+        owned = self._owned(d)
+        ready = sum(1 for p in owned if any(c["type"] == "Ready" and c["status"] == "True"
+                                            for c in p["status"]["conditions"]))
+        want = int(d["spec"].get("replicas", 1))
+        q = copy.deepcopy(d)
+        q["status"] = {"observedGeneration": d["metadata"]["generation"],
+                       "replicas": len(owned), "updatedReplicas": len(owned),
+                       "readyReplicas": ready, "availableReplicas": ready,
+                       "unavailableReplicas": max(0, want - ready),
+                       "conditions": [{"type": "Available",
+                                       "status": "True" if ready >= want else "False",
+                                       "reason": "MinimumReplicasAvailable" if ready >= want
+                                       else "MinimumReplicasUnavailable"}]}
+        if q["status"] != (d.get("status") or {}):
+            self.replace("deployments", q)
+
+    def _pdb_status(self, pdb: Obj) -> None:
+        sel = (pdb["spec"].get("selector") or {}).get("matchLabels") or {}
+        pods = [p for p in self.select("pods", pdb["metadata"]["namespace"], None, None)
+                if all(p["metadata"].get("labels", {}).get(k) == v for k, v in sel.items())
+                and not p["metadata"].get("deletionTimestamp")]
+        healthy = sum(1 for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
+                                             for c in p["status"]["conditions"]))
+        spec = pdb["spec"]
+        desired = (int(spec["minAvailable"]) if "minAvailable" in spec
+                   else len(pods) - int(spec.get("maxUnavailable", 0)))
+        q = copy.deepcopy(pdb)
+        q["status"] = {"currentHealthy": healthy, "desiredHealthy": desired,
+                       "disruptionsAllowed": max(0, healthy - desired), "expectedPods": len(pods),
+                       "observedGeneration": 1}
+        if q["status"] != pdb.get("status"):
+            self.replace("poddisruptionbudgets", q)
+
+    def _isvc_status(self, isvc: Obj) -> None:
+        meta = isvc["metadata"]
+        d = self.objects.get("deployments", {}).get(f"{meta['namespace']}/{meta['name']}"
+                                                     "-predictor")
+        st = (d or {}).get("status") or {}
+        ok = d is not None and st.get("availableReplicas", 0) >= int(d["spec"].get("replicas",
+                                                                                    1)) > 0
+        q = copy.deepcopy(isvc)
+        q["status"] = {"conditions": [{"type": "Ready", "status": "True" if ok else "False",
+                                       **({} if ok else {"reason": "PredictorNotReady"})}]}
+        if q["status"] != isvc.get("status"):
+            self.replace("inferenceservices", q)
+
+
+def _key(obj: Obj) -> str:
+    meta = obj["metadata"]
+    return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else str(meta["name"])

@@ -1,0 +1,125 @@
+"""kube-gpu-node-loss end to end against the lab's Kubernetes API (no Ceph lab needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.inventory import load_inventory
+from harness.model import Verdict
+from harness.runner import DrillRequest, run_drill
+from lab.kubeapi import KubeApi, seed_fleet
+from lab.kubestore import KubeStore
+from scenarios.kube_node_loss import KubeGpuNodeLoss
+
+INVENTORY = """\
+version: 1
+site: kube-lab
+targets:
+  gpu-cluster:
+    kind: kube
+    kubeconfig: kubeconfig
+    context: drillbook-lab
+    namespaces: [inference]
+    max_nodes: 1
+    drill_safe: true
+assets:
+  - {id: lab-mlp-k8s, tier: 1, kind: kube-inference-service, cluster: gpu-cluster,
+     namespace: inference, deployment: lab-mlp-predictor, inference_service: lab-mlp}
+objectives:
+  tiers:
+    1: {rto_s: 120, rpo_s: 600}
+probe: {interval_s: 0.1, detect_timeout_s: 30, step_timeout_s: 60}
+"""
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[KubeApi, Path]]:
+    api = KubeApi(KubeStore(ready_delay_s=0.3))
+    seed_fleet(api.store)
+    api.start()
+    api.write_kubeconfig(tmp_path / "kubeconfig")
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text(INVENTORY)
+    try:
+        yield api, inv
+    finally:
+        api.stop()
+
+
+def node_state(api: KubeApi) -> dict[str, tuple[object, object]]:
+    with api.store.cond:
+        return {name: (n["spec"].get("unschedulable"), n["spec"].get("taints"))
+                for name, n in api.store.objects["nodes"].items()}
+
+
+@pytest.mark.parametrize("variant", ["drain", "noexecute"])
+def test_node_loss_passes_and_leaves_the_cluster_as_found(cluster: tuple[KubeApi, Path],
+                                                          tmp_path: Path, variant: str) -> None:
+    api, inv_path = cluster
+    before = node_state(api)
+    result = run_drill(load_inventory(inv_path),
+                       DrillRequest(KubeGpuNodeLoss, variant, "lab-mlp-k8s", tmp_path / "ev"),
+                       progress=lambda m: None)
+    ev = result.evidence
+    assert ev.verdict is Verdict.PASS, ev.reasons
+    pods = ev.sections["kube"]["pods"]
+    assert len(ev.sections["kube"]["lost"]) == 1 and pods
+    assert all(p["node"] != ev.sections["kube"]["node"] and p["ready_s"] is not None
+               and p["ready_s"] >= p["rescheduled_s"] for p in pods)
+    assert ev.reverted and node_state(api) == before
+
+
+def test_refused_when_the_other_gpus_cannot_hold_the_pods(cluster: tuple[KubeApi, Path],
+                                                          tmp_path: Path) -> None:
+    api, inv_path = cluster
+    with api.store.cond:
+        api.store.objects["deployments"]["inference/lab-mlp-predictor"]["spec"]["replicas"] = 3
+    for _ in range(20):
+        api.store.reconcile()
+    before = node_state(api)
+    result = run_drill(load_inventory(inv_path),
+                       DrillRequest(KubeGpuNodeLoss, "drain", "lab-mlp-k8s", tmp_path / "ev"),
+                       progress=lambda m: None)
+    assert result.evidence.verdict is Verdict.INCONCLUSIVE
+    assert any("real outage" in r for r in result.evidence.reasons)
+    assert node_state(api) == before
+
+
+def test_drain_blocked_by_a_budget_fails(cluster: tuple[KubeApi, Path], tmp_path: Path) -> None:
+    api, inv_path = cluster
+    with api.store.cond:
+        api.store.objects["poddisruptionbudgets"]["inference/lab-mlp-pdb"]["spec"] = {
+            "maxUnavailable": 0,
+            "selector": {"matchLabels": {"app": "lab-mlp",
+                                         "serving.kserve.io/inferenceservice": "lab-mlp"}}}
+    before = node_state(api)
+    inv_path.write_text(INVENTORY.replace("detect_timeout_s: 30", "detect_timeout_s: 2")
+                        .replace("step_timeout_s: 60", "step_timeout_s: 4"))
+    inv = load_inventory(inv_path)
+    result = run_drill(inv, DrillRequest(KubeGpuNodeLoss, "drain", "lab-mlp-k8s",
+                                         tmp_path / "ev"), progress=lambda m: None)
+    assert result.evidence.verdict is Verdict.FAIL
+    assert any("disruption budget" in r for r in result.evidence.reasons)
+    assert node_state(api) == before
+
+
+def test_kubernetes_lease_store_keeps_the_lease_contract(cluster: tuple[KubeApi, Path]) -> None:
+    """Leases of a cluster-only site are coordination.k8s.io Leases, with the same
+    create-if-absent / compare-and-swap contract as the S3 and PostgreSQL stores."""
+    from test_lease import check_create_race, check_store_contract
+
+    from harness.inventory import load_inventory
+    from harness.lease_kube import KubeLeaseStore
+    from harness.targets.kube import KubeCluster
+
+    _, inv_path = cluster
+    target = load_inventory(inv_path).kube("gpu-cluster")
+
+    def make() -> KubeLeaseStore:
+        return KubeLeaseStore(KubeCluster(target))
+
+    check_store_contract(make(), "gpu-cluster/node/gpu-node-1")
+    check_create_race(make, "gpu-cluster/node/gpu-node-2", threads=4)
