@@ -5,20 +5,14 @@
   copied (server-side) to a safety bucket, with the found state recorded; revert compares the
   store with that state and puts it back if the drill left it different.
 - :class:`DrillLock`: one drill per asset at a time on this machine.
-- :func:`deferred_sigint`: a Ctrl-C during revert is noted, not obeyed, until revert has finished.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import IO
 
 from harness.errors import GuardRefused
@@ -128,22 +122,3 @@ class DrillLock:
             self._fh.close()
             self._fh = None
 
-
-@contextmanager
-def deferred_sigint(on_signal: str = "revert in progress; it finishes before drillbook exits"
-                    ) -> Iterator[list[int]]:
-    """Hold Ctrl-C while the body runs; yields a list that records the signals that arrived."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-        print(f"\ndrillbook: {on_signal}", flush=True)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGINT, previous)
