@@ -43,11 +43,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import history, signing  # noqa: E402
-from harness.inventory import Asset, load_inventory  # noqa: E402
-from harness.targets.s3 import S3Store  # noqa: E402
-from lab.postgres import PostgresServer  # noqa: E402
-from lab.stack import Lab  # noqa: E402
+from harness import history, signing
+from harness.inventory import Asset, load_inventory
+from harness.targets.s3 import S3Store
+from lab.postgres import PostgresServer
+from lab.stack import Lab
 
 
 @dataclass(frozen=True)
