@@ -341,3 +341,14 @@ def test_cli_run_exits_130_with_sealed_evidence(inventory: Inventory, tmp_path: 
     rows = history.load(tmp_path / "ev")
     assert [r.drill_id for r in rows] == [folders[0].name]
     assert cls.store == FOUND
+
+
+def test_schema_requires_the_interruption_fields(inventory: Inventory, tmp_path: Path) -> None:
+    from reports.validate import schema_errors
+
+    result, _ = drill(inventory, make(kill_at="locate"), tmp_path)
+    doc = sealed(result)
+    assert schema_errors(doc) == []
+    del doc["sections"]["interruption"]["target_as_found"]
+    assert any("sections/interruption" in e and "target_as_found" in e
+               for e in schema_errors(doc))
