@@ -11,6 +11,7 @@ from the journal's events; nothing in the evidence is typed in.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import secrets
 import traceback
@@ -97,9 +98,11 @@ def run_drill(inventory: Inventory, req: DrillRequest, *,
     validate_request(inventory, req)
     signals = DrillSignals().install()
     try:
-        return _run_drill(inventory, req, signals, overrides, clock or Clock(), progress, sink)
+        result = _run_drill(inventory, req, signals, overrides, clock or Clock(), progress, sink)
     finally:
         signals.uninstall()
+    # a signal that came while the evidence was sealed: the evidence is complete, exit as stopped
+    return dataclasses.replace(result, interrupted=result.interrupted or bool(signals.received))
 
 
 def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
@@ -173,7 +176,7 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
         if injected:
             _revert(ctx, scenario)
         lock.release()
-    interrupted = _record_interruption(ctx, signals.received, injected, stopped)
+    interrupted = _record_interruption(ctx, signals.poll(), injected, stopped)
     _phase(ctx, Phase.EVIDENCE)
     try:
         evidence = build_evidence(ctx, req, started, scenario=scenario,
@@ -183,7 +186,7 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
         journal.close()
     if sink is not None:
         sink(evidence, out_dir)
-    return DrillResult(evidence, out_dir, interrupted or signals.stop_requested)
+    return DrillResult(evidence, out_dir, interrupted)
 
 
 def _phase(ctx: DrillContext, phase: Phase) -> None:

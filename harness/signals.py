@@ -10,6 +10,12 @@ A drill installs :class:`DrillSignals` for SIGINT, SIGTERM and SIGHUP (Ctrl-C, a
   a detect loop stops waiting), then revert runs and the evidence is written and sealed; every
   further signal prints what drillbook is waiting for. Only SIGKILL stops it then.
 
+While a signal is held the main thread also *blocks* the three signals, so the processes it
+starts (``pg_restore``, ``restic``, ...) inherit them blocked: a Ctrl-C typed in a terminal
+reaches the whole process group, and would otherwise kill the child a revert is waiting for. A
+watcher thread takes the signals with ``sigtimedwait``; :meth:`DrillSignals.poll` (called at every
+safe point) takes any still pending, so the record is complete whenever the runner looks.
+
 The handlers never raise while a signal is held, never write to a buffered stream (a handler that
 prints while the interrupted code prints raises ``RuntimeError: reentrant call``), and never touch
 the journal: they record the signal in memory and write one line to stderr with ``os.write``.
@@ -105,6 +111,10 @@ class DrillSignals:
         self._abortable = False
         self._previous: dict[int, _Handler] = {}
         self.active = False
+        self._mask: set[int | signal.Signals] | None = None  # the main thread's mask before blocking
+        self._watcher: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._take = threading.Lock()  # one taker of pending signals at a time
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -114,13 +124,43 @@ class DrillSignals:
         for sig in HELD_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
         self.active = True
+        self._block()
         return self
 
     def uninstall(self) -> None:
+        self._unblock()
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
         self._previous.clear()
         self.active = False
+
+    def _block(self) -> None:
+        """Block the held signals in the main thread (and so in every child it starts) and let
+        the watcher thread take them."""
+        if not self.active or self._watcher is not None:
+            return
+        self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+        self._stop.clear()
+        self._watcher = threading.Thread(target=self._watch, name="drillbook-signals",
+                                         daemon=True)
+        self._watcher.start()
+
+    def _unblock(self) -> None:
+        if self._watcher is None:
+            return
+        self._stop.set()
+        self._watcher.join()
+        self._watcher = None
+        self.poll()
+        assert self._mask is not None
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            with self._take:
+                info = signal.sigtimedwait(HELD_SIGNALS, 0.05)
+                if info is not None:
+                    self._handle(info.si_signo, None)
 
     def __enter__(self) -> Self:
         return self.install()
@@ -130,9 +170,17 @@ class DrillSignals:
 
     # -- what the runner asks -------------------------------------------------------------------
 
+    def poll(self) -> list[Received]:
+        """Take every held signal still pending, then return all that were received."""
+        if self._watcher is not None:
+            with self._take:
+                while (info := signal.sigtimedwait(HELD_SIGNALS, 0)) is not None:
+                    self._handle(info.si_signo, None)
+        return self.received
+
     @property
     def stop_requested(self) -> bool:
-        return bool(self.received)
+        return bool(self.poll())
 
     @property
     def first(self) -> Received | None:
@@ -142,17 +190,19 @@ class DrillSignals:
     def abortable(self) -> Iterator[None]:
         """While the body runs (nothing broken yet), a signal raises :class:`Interrupted` at
         once. A signal that came before the body starts raises on entry."""
-        self.checkpoint("before preflight")
+        self._unblock()  # let a signal reach the main thread, where it can raise
         self._abortable = True
         try:
+            self.checkpoint("before preflight")  # one that came before
             yield
         finally:
             self._abortable = False
+            self._block()
 
     def checkpoint(self, where: str) -> None:
         """A safe point (``where``, e.g. "before runbook step 'pull'"): raise
         :class:`Interrupted` if a stop was asked for."""
-        if self.received:
+        if self.poll():
             raise Interrupted(self.received[0], where)
 
     def record_keyboard_interrupt(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -64,6 +65,16 @@ def inventory(tmp_path: Path) -> Inventory:
     return load_inventory(p)
 
 
+def send(signum: int, times: int) -> None:
+    """Send the process ``signum`` ``times`` times, apart: while held, the signal is blocked,
+    and the same signal sent twice before it is taken is one pending signal, as with any
+    process."""
+    for i in range(times):
+        if i:
+            time.sleep(0.3)
+        os.kill(os.getpid(), signum)
+
+
 class Fake(Scenario):
     """A drill of an in-memory store that sends the process ``signum`` (``times`` times) when it
     reaches ``kill_at``: a phase, a runbook step, revert or the evidence sink."""
@@ -82,8 +93,7 @@ class Fake(Scenario):
     def _reach(self, point: str) -> None:
         self.calls.append(point)
         if point == self.kill_at:
-            for _ in range(self.times):
-                os.kill(os.getpid(), self.signum)
+            send(self.signum, self.times)
 
     def preflight(self) -> None:
         self._reach("preflight")
@@ -140,8 +150,7 @@ class Sink:
     def __call__(self, evidence: Evidence, directory: Path) -> None:
         self.calls += 1
         if self.cls.kill_at == "sink":
-            for _ in range(self.cls.times):
-                os.kill(os.getpid(), self.cls.signum)
+            send(self.cls.signum, self.cls.times)
         write_evidence(evidence, directory)
 
 
@@ -352,3 +361,27 @@ def test_schema_requires_the_interruption_fields(inventory: Inventory, tmp_path:
     del doc["sections"]["interruption"]["target_as_found"]
     assert any("sections/interruption" in e and "target_as_found" in e
                for e in schema_errors(doc))
+
+
+def _blocked_in_child() -> set[str]:
+    """The signals a child process started now has blocked (from /proc, no signal sent)."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c",
+                          "print(open('/proc/self/status').read())"],
+                         check=True, capture_output=True, text=True).stdout
+    mask = int(next(ln for ln in out.splitlines() if ln.startswith("SigBlk:")).split()[1], 16)
+    return {s.name for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+            if mask & (1 << (s - 1))}
+
+
+def test_children_started_while_signals_are_held_ignore_a_terminal_ctrl_c() -> None:
+    """A Ctrl-C typed in a terminal goes to drillbook's whole process group: a pg_restore or
+    restic that a revert waits for must not die of it, so children inherit the signals blocked;
+    before inject (abortable) they do not."""
+    with DrillSignals() as sig:
+        assert _blocked_in_child() == {"SIGINT", "SIGTERM", "SIGHUP"}
+        with sig.abortable():
+            assert _blocked_in_child() == set()
+        assert _blocked_in_child() == {"SIGINT", "SIGTERM", "SIGHUP"}
+    assert _blocked_in_child() == set()
