@@ -28,7 +28,7 @@ from typing import Any
 from harness import cli_args as a
 from harness.errors import DrillbookError, InventoryError, UsageError
 from harness.inventory import Inventory, load_inventory
-from harness.model import EXIT_INTERRUPTED, EXIT_USAGE, Verdict
+from harness.model import EXIT_INTERRUPTED, EXIT_USAGE, Evidence, Verdict
 from harness.provenance import ExerciseInput, parse_participant
 from harness.runner import DrillRequest, DrillResult, run_drill
 from harness.scenario import discover, get_scenario
@@ -40,7 +40,8 @@ EXIT_CODES = f"""exit codes:
                    guard refused); never a pass
   {EXIT_USAGE}  usage error     bad options or values, unknown scenario, malformed inventory
                    (file:line: field: message); nothing ran
-  {EXIT_INTERRUPTED}  interrupted   Ctrl-C; revert ran before exit"""
+  {EXIT_INTERRUPTED}  interrupted   SIGINT (Ctrl-C), SIGTERM or SIGHUP; after inject the drill
+                   stopped at a safe point, revert ran and the evidence was sealed before exit"""
 
 
 VERIFY_EXIT_CODES = """exit codes:
@@ -261,8 +262,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         signing.load_private_key(key)  # a bad key is a usage error before anything is broken
     req = DrillRequest(cls, args.variant or cls.variants[0], asset_id, args.evidence_dir,
                        dry_run=args.dry_run, exercise=exercise)
-    result = run_drill(inventory, req, progress=(lambda m: None) if args.quiet else _progress)
-    return _summarise(result, key)
+    sink = _Sealer(key)
+    result = run_drill(inventory, req, progress=(lambda m: None) if args.quiet else _progress,
+                       sink=sink)
+    return _summarise(result, sink)
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
@@ -272,15 +275,31 @@ def cmd_drill(args: argparse.Namespace) -> int:
     key = signing.resolve_key(getattr(args, "signing_key", None), inventory.evidence.signing_key)
     if key is not None:
         signing.load_private_key(key)
+    sink = _Sealer(key)
     sel, result = run_random_tier1(inventory, args.evidence_dir, seed=args.seed,
-                                   progress=(lambda m: None) if args.quiet else _progress)
+                                   progress=(lambda m: None) if args.quiet else _progress,
+                                   sink=sink)
     print(f"seed: {sel.seed} scenario: {sel.scenario} variant: {sel.variant} asset: {sel.asset}")
-    return _summarise(result, key)
+    return _summarise(result, sink)
 
 
-def _summarise(result: DrillResult, key: Path | None) -> int:
-    from reports.render import write_evidence
-    paths = write_evidence(result.evidence, result.directory, signing_key=key)
+class _Sealer:
+    """The evidence sink of `run` and `drill`: writes, renders, records in the history and seals
+    (signed with ``key`` when given). run_drill calls it while signals are still held."""
+
+    def __init__(self, key: Path | None) -> None:
+        self.key = key
+        self.paths: dict[str, Path] = {}
+        self.signed = False
+
+    def __call__(self, evidence: Evidence, directory: Path) -> None:
+        from reports.render import write_evidence
+        written = write_evidence(evidence, directory, signing_key=self.key)
+        self.paths, self.signed = dict(written.paths), written.signed
+
+
+def _summarise(result: DrillResult, sealed: _Sealer) -> int:
+    paths, key = sealed.paths, sealed.key
     ev = result.evidence
     print(f"verdict: {ev.verdict.value}")
     for name, o in (("RTO", ev.rto), ("RPO", ev.rpo)):
@@ -291,11 +310,23 @@ def _summarise(result: DrillResult, key: Path | None) -> int:
         print(f"reason: {r}")
     print(f"report: {paths['html']}")
     print(f"evidence: {paths['json']}")
-    print("signed: " + (f"yes ({key})" if paths.signed else
+    print("signed: " + (f"yes ({key})" if sealed.signed else
                         "NO (no signing key: drillbook keygen, then --signing-key)"))
     if result.interrupted:
+        print("interrupted: " + _interruption_line(ev))
         return EXIT_INTERRUPTED
     return ev.verdict.exit_code
+
+
+def _interruption_line(ev: Evidence) -> str:
+    where = ev.sections.get("interruption")
+    if where is None:
+        return "a signal came while the evidence was being sealed; the evidence is complete"
+    if not where["fault_injected"]:
+        return f"{where['signal']} before the fault was injected; nothing was broken"
+    state = ("the target was verified as found" if where["target_as_found"] else
+             "the target was NOT verified as found: see the revert step in the report")
+    return f"{where['signal']} during {where['phase']}; revert ran; {state}"
 
 
 def _exercise_input(args: argparse.Namespace) -> ExerciseInput:
@@ -479,7 +510,8 @@ def _lab_leases(lab: Any) -> int:
 
 
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:
-    # CI cancels jobs with SIGTERM: treat it like Ctrl-C so the drill's revert still runs
+    # CI cancels jobs with SIGTERM: outside a drill (which holds it, see harness/signals.py)
+    # treat it like Ctrl-C, so a command stops the way it does on Ctrl-C
     raise KeyboardInterrupt
 
 

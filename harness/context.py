@@ -10,6 +10,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,8 @@ class DrillContext:
         self.phase = Phase.PREFLIGHT
         #: the declared blast radius (Scenario.touches), set by the runner before preflight
         self.declared: tuple[Touch, ...] = ()
+        #: the step run_step is running (for the record of where a signal came)
+        self.current_step: str | None = None
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -181,9 +184,12 @@ class DrillContext:
 
     def run_step(self, name: str, fn: Callable[[], None]) -> Outcome:
         """Run one timed, journaled step. StepFailed -> FAILED; Inconclusive or any other error
-        -> ERROR (the step could not do its work). Never raises except KeyboardInterrupt."""
+        -> ERROR (the step could not do its work). Never raises except KeyboardInterrupt raised
+        by the step's own code (held signals never raise here): the step is journaled as ERROR
+        "interrupted" first, and ``current_step`` keeps its name so the runner can say where."""
         self.progress(f"  [{self.phase.value}] {name} ...")
         started_utc, started = self.clock.utc(), self.clock.mono()
+        self.current_step = name
         self.journal.event(f"step.{name}.started", self.phase)
         message = ""
         try:
@@ -193,9 +199,19 @@ class DrillContext:
             outcome, message = Outcome.FAILED, str(exc)
         except Inconclusive as exc:
             outcome, message = Outcome.ERROR, str(exc)
+        except KeyboardInterrupt:
+            self._end_step(name, started_utc, started, Outcome.ERROR,
+                           "interrupted (KeyboardInterrupt)")
+            raise
         except Exception as exc:  # noqa: BLE001 - steps may come from a site's plug-ins
             outcome, message = Outcome.ERROR, f"{type(exc).__name__}: {exc}"
             self.journal.note("traceback", step=name, text=traceback.format_exc())
+        self._end_step(name, started_utc, started, outcome, message)
+        self.current_step = None
+        return outcome
+
+    def _end_step(self, name: str, started_utc: datetime, started: float, outcome: Outcome,
+                  message: str) -> None:
         ended_utc, ended = self.clock.utc(), self.clock.mono()
         self.journal.step(StepRecord(name, self.phase, started_utc, ended_utc, ended - started,
                                      outcome, message))
@@ -203,4 +219,3 @@ class DrillContext:
         tail = f": {message}" if message else ""
         self.progress(f"  [{self.phase.value}] {name}: {outcome.value} "
                       f"({ended - started:.2f} s){tail}")
-        return outcome

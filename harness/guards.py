@@ -6,18 +6,12 @@
   store with that state and puts it back if the drill left it different.
   It is recorded in the drill's leases (harness/lease.py) before it is taken, and
   ``drillbook recover`` loads it back (:meth:`SafetyCopy.load`) when the drill died.
-- :func:`deferred_sigint`: a Ctrl-C during revert is noted, not obeyed, until revert has finished.
 """
 
 from __future__ import annotations
 
 import json
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import TypeVar
 
 from harness import lease
@@ -209,22 +203,3 @@ def _show(versions: list[tuple[str, int, bool]]) -> str:
         return "no version"
     return "[" + ", ".join("delete-marker" if m else f"{e[:8]}/{s}B" for e, s, m in versions) + "]"
 
-
-@contextmanager
-def deferred_sigint(on_signal: str = "revert in progress; it finishes before drillbook exits"
-                    ) -> Iterator[list[int]]:
-    """Hold Ctrl-C while the body runs; yields a list that records the signals that arrived."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-        print(f"\ndrillbook: {on_signal}", flush=True)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGINT, previous)

@@ -208,7 +208,7 @@ def run_item_drill(request: pytest.FixtureRequest, inventory: Inventory, root: P
     from harness import signing
     from harness.provenance import ExerciseInput
     from harness.runner import DrillRequest, run_drill
-    from reports.render import write_evidence
+    from reports.render import Written, write_evidence
 
     item = request.node
     spec = item_spec(item)
@@ -222,11 +222,18 @@ def run_item_drill(request: pytest.FixtureRequest, inventory: Inventory, root: P
     reason = spec.reason or (doc.strip().splitlines()[0] if doc.strip() else None)
     exercise = ExerciseInput(title=f"pytest {item.nodeid}", reason=reason)
     req = DrillRequest(cls, spec.variant or cls.variants[0], asset, root, exercise=exercise)
-    result = run_drill(inventory, req, overrides=spec.overrides or None, progress=lambda m: None,
-                       lease_resolver=request.getfixturevalue("drill_lease_resolver"))
     key = signing.resolve_key(request.config.getoption("drill_signing_key"),
                               inventory.evidence.signing_key)
-    written = write_evidence(result.evidence, result.directory, signing_key=key)
+    sealed: list[Written] = []
+
+    def sink(evidence: Evidence, directory: Path) -> None:
+        # called by run_drill while signals are still held: the evidence is sealed even when
+        # the session is being interrupted
+        sealed.append(write_evidence(evidence, directory, signing_key=key))
+
+    result = run_drill(inventory, req, overrides=spec.overrides or None, progress=lambda m: None,
+                       sink=sink, lease_resolver=request.getfixturevalue("drill_lease_resolver"))
+    written = sealed[0]
     ev = result.evidence
     item.stash[EVIDENCE_KEY] = (ev, result.directory)
     item.user_properties += [

@@ -2,9 +2,11 @@
 
 preflight -> baseline -> inject -> detect -> runbook -> verify -> revert -> evidence
 
-Revert runs whenever inject was reached: after a failure, an exception or Ctrl-C (which is held
-until revert finishes). The verdict comes from the findings and from RTO/RPO computed from the
-journal's events; nothing in the evidence is typed in.
+Revert runs whenever inject was reached: after a failure, an exception or a signal. From inject
+until the evidence is sealed, SIGINT, SIGTERM and SIGHUP are held (harness/signals.py): the first
+one stops the drill at its next safe point, then revert runs and the evidence is written and
+sealed through the caller's sink. The verdict comes from the findings and from RTO/RPO computed
+from the journal's events; nothing in the evidence is typed in.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from harness import lease
 from harness.blast import Fence, Touch, describe_all
 from harness.context import Adapters, DrillContext, Progress
 from harness.errors import GuardRefused, Inconclusive, UsageError
-from harness.guards import deferred_sigint, require_drill_safe
+from harness.guards import require_drill_safe
 from harness.inventory import Inventory
 from harness.journal import Clock, Journal
 from harness.model import (
@@ -42,10 +44,16 @@ from harness.model import (
 )
 from harness.provenance import ExerciseInput, audit_record
 from harness.scenario import RunbookStep, Scenario
+from harness.signals import DrillSignals, Interrupted, Received, interruption_record
 from harness.verdict import Judgement, Recorded, judge
 
 #: A replacement for a runbook step: gets the drill context and the original step's function.
 StepOverride = Callable[[DrillContext, Callable[[], None]], None]
+
+#: Writes and seals a drill's evidence into its folder (e.g. reports.render.write_evidence with
+#: the signing key). run_drill calls it while signals are still held, so no Ctrl-C or SIGTERM can
+#: leave a drill that broke something without evidence.json, SHA256SUMS and its history row.
+EvidenceSink = Callable[[Evidence, Path], None]
 
 
 @dataclass(frozen=True)
@@ -88,12 +96,26 @@ def validate_request(inventory: Inventory, req: DrillRequest) -> None:
 def run_drill(inventory: Inventory, req: DrillRequest, *,
               overrides: Mapping[str, StepOverride] | None = None,
               clock: Clock | None = None, progress: Progress = print,
+              sink: EvidenceSink | None = None,
               lease_resolver: lease.Resolver | None = None) -> DrillResult:
-    """Run one drill end to end and write its evidence. Raises UsageError for a bad request
+    """Run one drill end to end; ``sink`` writes and seals its evidence before signals are let
+    go (without one, the caller writes it, unprotected). Raises UsageError for a bad request
     (before anything runs); every other outcome is expressed in the returned evidence.
     Leases are kept in the inventory's targets unless ``lease_resolver`` says otherwise."""
     validate_request(inventory, req)
-    clock = clock or Clock()
+    signals = DrillSignals().install()
+    try:
+        result = _run_drill(inventory, req, signals, overrides, clock or Clock(), progress, sink,
+                            lease_resolver)
+    finally:
+        signals.uninstall()
+    # a signal that came while the evidence was sealed: the evidence is complete, exit as stopped
+    return dataclasses.replace(result, interrupted=result.interrupted or bool(signals.received))
+
+
+def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
+               overrides: Mapping[str, StepOverride] | None, clock: Clock, progress: Progress,
+               sink: EvidenceSink | None, lease_resolver: lease.Resolver | None) -> DrillResult:
     drill_id = new_drill_id(clock, req.scenario.name)
     out_dir = req.evidence_root / drill_id
     out_dir.mkdir(parents=True, exist_ok=False)
@@ -103,6 +125,8 @@ def run_drill(inventory: Inventory, req: DrillRequest, *,
     ctx = DrillContext(drill_id=drill_id, inventory=inventory, asset=asset, variant=req.variant,
                        journal=journal, adapters=Adapters(inventory, work_dir), clock=clock,
                        work_dir=work_dir, progress=progress)
+    signals.where = lambda: (ctx.phase.value, ctx.current_step)
+    signals.waiting = lambda: _waiting_for(ctx, out_dir)
     scenario = req.scenario(ctx)
     unknown = set(overrides or {}) - {s.name for s in scenario.runbook()}
     if unknown:
@@ -117,28 +141,32 @@ def run_drill(inventory: Inventory, req: DrillRequest, *,
         lease_resolver or lease.LeaseResolver(inventory, own.s3, own.postgres, own.kube),
         drill_id=drill_id, scenario=req.scenario.name, variant=req.variant, asset=asset.id,
         evidence_dir=str(out_dir.resolve()))
-    injected = interrupted = False
+    injected = False
+    stopped: str | None = None  # where an interruption stopped the drill
     try:
-        # every declared resource leased where every driller sees it, before anything is read
-        leases.acquire(scenario.touches())
-        _phase(ctx, Phase.PREFLIGHT)
-        _declare_blast_radius(ctx, scenario)
-        scenario.preflight()
-        _phase(ctx, Phase.BASELINE)
-        scenario.baseline()
+        with signals.abortable():  # nothing is broken yet: a signal stops the drill at once
+            # every declared resource leased where every driller sees it, before anything is read
+            leases.acquire(scenario.touches())
+            _phase(ctx, Phase.PREFLIGHT)
+            _declare_blast_radius(ctx, scenario)
+            scenario.preflight()
+            _phase(ctx, Phase.BASELINE)
+            scenario.baseline()
         if req.dry_run:
             ctx.inconclusive("dry run: preflight and baseline only, no fault was injected")
         else:
             _phase(ctx, Phase.INJECT)
+            signals.checkpoint("before inject")
             injected = True
             ctx.event("fault.injected")
             scenario.inject()
             ctx.event("fault.inject.completed")
             _phase(ctx, Phase.DETECT)
-            _detect(ctx, scenario)
+            _detect(ctx, scenario, signals)
             _phase(ctx, Phase.RUNBOOK)
-            if _runbook(ctx, scenario.runbook(), overrides or {}):
+            if _runbook(ctx, scenario.runbook(), overrides or {}, signals):
                 ctx.event("recovery.completed")
+            signals.checkpoint("before verify")
             _phase(ctx, Phase.VERIFY)
             before = len(ctx.findings.failures) + len(ctx.findings.inconclusive)
             scenario.verify()
@@ -149,26 +177,35 @@ def run_drill(inventory: Inventory, req: DrillRequest, *,
         ctx.inconclusive(f"guard refused: {exc}")
     except Inconclusive as exc:
         ctx.inconclusive(str(exc))
-    except KeyboardInterrupt:
-        interrupted = True
-        ctx.inconclusive(f"interrupted (Ctrl-C) during {ctx.phase.value}")
+    except Interrupted as exc:
+        stopped = exc.stopped
+    except KeyboardInterrupt:  # raised by code (a step, a plug-in), not by a held signal
+        signals.record_keyboard_interrupt()
+        stopped = f"during {ctx.phase.value}"
     except Exception as exc:  # noqa: BLE001 - scenarios may be a site's plug-ins
         journal.note("traceback", text=traceback.format_exc())
         ctx.inconclusive(f"internal error in {ctx.phase.value}: {type(exc).__name__}: {exc}")
     finally:
         if injected:
-            interrupted |= _revert(ctx, scenario)
+            _revert(ctx, scenario)
         else:
             _cleanup(ctx, scenario)
+    interrupted = _record_interruption(ctx, signals.poll(), injected, stopped)
     _phase(ctx, Phase.EVIDENCE)
     for problem in leases.problems:
         ctx.inconclusive(problem)
     try:
-        evidence = build_evidence(ctx, req, started, scenario=scenario,
-                                  overrides=sorted(overrides or {}))
-        journal.note("verdict", verdict=evidence.verdict.value, reasons=list(evidence.reasons))
+        try:
+            evidence = build_evidence(ctx, req, started, scenario=scenario,
+                                      overrides=sorted(overrides or {}))
+            journal.note("verdict", verdict=evidence.verdict.value,
+                         reasons=list(evidence.reasons))
+        finally:
+            journal.close()
+        if sink is not None:
+            sink(evidence, out_dir)
     finally:
-        journal.close()
+        # leases go only once the evidence is sealed
         if injected and not ctx.findings.reverted:
             # the target may be broken: the leases stay, so nobody drills it and `drillbook
             # recover` finds this drill once the process has exited
@@ -219,11 +256,12 @@ def _phase(ctx: DrillContext, phase: Phase) -> None:
     ctx.progress(f"{phase.value}")
 
 
-def _detect(ctx: DrillContext, scenario: Scenario) -> None:
+def _detect(ctx: DrillContext, scenario: Scenario, signals: DrillSignals) -> None:
     inv = ctx.inventory
     deadline = ctx.clock.mono() + inv.detect_timeout_s
     probes = 0
     while True:
+        signals.checkpoint("while waiting for the fault to be detected")
         probes += 1
         if scenario.detect():
             ctx.event("fault.detected", probes=probes)
@@ -236,9 +274,11 @@ def _detect(ctx: DrillContext, scenario: Scenario) -> None:
 
 
 def _runbook(ctx: DrillContext, steps: list[RunbookStep],
-             overrides: Mapping[str, StepOverride]) -> bool:
-    """Run the steps in order; stop at the first that does not succeed. True if all succeeded."""
+             overrides: Mapping[str, StepOverride], signals: DrillSignals) -> bool:
+    """Run the steps in order; stop at the first that does not succeed. True if all succeeded.
+    A held signal stops it before the next step starts."""
     for step in steps:
+        signals.checkpoint(f"before runbook step {step.name!r}")
         fn = step.run
         if step.name in overrides:
             override = overrides[step.name]
@@ -255,16 +295,48 @@ def _runbook(ctx: DrillContext, steps: list[RunbookStep],
     return True
 
 
-def _revert(ctx: DrillContext, scenario: Scenario) -> bool:
-    """Run revert with Ctrl-C held; returns True if Ctrl-C arrived meanwhile."""
+def _revert(ctx: DrillContext, scenario: Scenario) -> None:
+    """Run revert once. Signals are held from inject on, so none can cut it short; revert
+    checks the target against the baseline, so OK means the target was verified as found."""
     _phase(ctx, Phase.REVERT)
-    with deferred_sigint() as received:
+    try:
         outcome = ctx.run_step("revert", scenario.revert)
+    except KeyboardInterrupt:  # raised by the revert code itself; run_step journaled the step
+        outcome = Outcome.ERROR
     ctx.findings.reverted = outcome is Outcome.OK
     if outcome is not Outcome.OK:
         ctx.fail("revert did not complete: the target may NOT be as it was found "
                  f"({ctx.journal.steps[-1].message})")
-    return bool(received)
+
+
+def _record_interruption(ctx: DrillContext, received: list[Received], injected: bool,
+                         stopped: str | None) -> bool:
+    """Journal the signals that came and, if any did, say in the evidence where the drill was
+    interrupted and whether revert verified the target as found. True if interrupted."""
+    for r in received:
+        ctx.journal.note("signal", **r.to_json())
+    if not received:
+        return False
+    reason, section = interruption_record(received, injected=injected, stopped=stopped,
+                                          as_found=ctx.findings.reverted if injected else None)
+    ctx.findings.sections["interruption"] = section
+    ctx.inconclusive(reason)
+    return True
+
+
+def _waiting_for(ctx: DrillContext, out_dir: Path) -> str:
+    """What a repeated signal is told drillbook is waiting for."""
+    a = ctx.asset
+    target = (f"{a.id} (database {a.database})" if a.database else
+              f"{a.id} (s3://{a.bucket}/{a.prefix})" if a.bucket else a.id)
+    if ctx.phase is Phase.REVERT:
+        return (f"revert in progress: restoring {target}; drillbook will exit when the target is "
+                f"back and evidence is sealed")
+    if ctx.phase is Phase.EVIDENCE:
+        return f"sealing the evidence in {out_dir}; drillbook will exit when it is written"
+    running = f"step {ctx.current_step!r}" if ctx.current_step else f"the {ctx.phase.value} phase"
+    return (f"waiting for {running} to reach a safe point; then revert restores {target} and "
+            f"evidence is sealed before drillbook exits")
 
 
 def build_evidence(ctx: DrillContext, req: DrillRequest, started: datetime, *,

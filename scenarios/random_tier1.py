@@ -18,7 +18,8 @@ from pathlib import Path
 
 from harness.errors import UsageError
 from harness.inventory import Asset, Inventory
-from harness.runner import DrillRequest, DrillResult, run_drill
+from harness.model import Evidence
+from harness.runner import DrillRequest, DrillResult, EvidenceSink, run_drill
 from harness.scenario import Scenario, discover
 
 
@@ -58,15 +59,25 @@ def choose(inventory: Inventory, seed: int,
 
 
 def run_random_tier1(inventory: Inventory, evidence_root: Path, *, seed: int | None = None,
-                     progress: Callable[[str], None] = print) -> tuple[Selection, DrillResult]:
+                     progress: Callable[[str], None] = print,
+                     sink: EvidenceSink | None = None) -> tuple[Selection, DrillResult]:
+    """Pick and run the drill; ``sink`` (see run_drill) gets the evidence with the selection."""
     seed = secrets.randbelow(2**31) if seed is None else seed
     found = discover()
     sel = choose(inventory, seed, found)
     progress(f"quarterly drill: seed {seed} picked {sel.scenario} ({sel.variant}) on {sel.asset} "
              f"(fitting scenarios: {', '.join(sel.candidates)})")
+
+    def with_selection(ev: Evidence) -> Evidence:
+        return ev.replace(sections={**ev.sections, "selection": {
+            "mode": "random-tier1", "seed": seed, "asset": sel.asset, "scenario": sel.scenario,
+            "variant": sel.variant, "candidates": list(sel.candidates)}})
+
+    def sink_with_selection(ev: Evidence, directory: Path) -> None:
+        if sink is not None:
+            sink(with_selection(ev), directory)
+
     result = run_drill(inventory, DrillRequest(found[sel.scenario], sel.variant, sel.asset,
-                                               evidence_root), progress=progress)
-    sections = {**result.evidence.sections, "selection": {
-        "mode": "random-tier1", "seed": seed, "asset": sel.asset, "scenario": sel.scenario,
-        "variant": sel.variant, "candidates": list(sel.candidates)}}
-    return sel, dataclasses.replace(result, evidence=result.evidence.replace(sections=sections))
+                                               evidence_root), progress=progress,
+                       sink=sink_with_selection)
+    return sel, dataclasses.replace(result, evidence=with_selection(result.evidence))
