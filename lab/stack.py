@@ -57,6 +57,21 @@ class LabError(DrillbookError):
     pass
 
 
+GiB = 1024 * MiB
+
+
+def osd_size_for(model_size: int) -> int:
+    """The OSD's sparse file, from the model size (it only costs disk space as it fills).
+
+    At rest the store holds about 5x the model: two versions in the models bucket, the current
+    one in each of the two restic repositories and in the versioned replica bucket. A purge drill
+    adds about 5x more until its safety copy and replayed versions are reclaimed (safety copy of
+    both versions, the restored copy, the replay), and RGW frees deleted data only after garbage
+    collection. 16x plus 4 GiB for the small assets, metadata and BlueStore's own use leaves room
+    for a second drill before that; never less than the 8 GiB the lab always had."""
+    return max(8 * GiB, 16 * model_size + 4 * GiB)
+
+
 @dataclass
 class LabState:
     mon_port: int
@@ -83,7 +98,8 @@ class Lab:
             self.state = LabState(**json.loads(self.state_path.read_text()))
         else:
             self.state = LabState(free_port(), free_port(), free_port(), model_size)
-        self.ceph = CephCluster(self.root / "ceph", self.state.mon_port, self.state.rgw_port)
+        self.ceph = CephCluster(self.root / "ceph", self.state.mon_port, self.state.rgw_port,
+                                osd_size_bytes=osd_size_for(self.state.model_size))
         self.components: list[LabComponent] = components()
 
     # -- paths and targets -------------------------------------------------------------------
