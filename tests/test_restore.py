@@ -40,37 +40,37 @@ class FakeS3:
         self._lock = threading.Lock()
         self._n = 0
 
-    def put_object(self, *, Bucket: str, Key: str, Body: bytes) -> dict[str, Any]:  # noqa: N803
+    def put_object(self, *, Bucket: str, Key: str, Body: bytes) -> dict[str, Any]:
         self.objects[(Bucket, Key)] = bytes(Body)
         self.puts += 1
         return {"ETag": '"x"'}
 
-    def create_multipart_upload(self, *, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
+    def create_multipart_upload(self, *, Bucket: str, Key: str) -> dict[str, Any]:
         with self._lock:
             self._n += 1
             uid = f"u{self._n}"
         self.uploads[uid] = {}
         return {"UploadId": uid}
 
-    def upload_part(self, *, Bucket: str, Key: str, UploadId: str,  # noqa: N803
-                    PartNumber: int, Body: bytes) -> dict[str, Any]:  # noqa: N803
+    def upload_part(self, *, Bucket: str, Key: str, UploadId: str,
+                    PartNumber: int, Body: bytes) -> dict[str, Any]:
         time.sleep(self.part_delay)
         if PartNumber == self.fail_part:
             raise botocore.exceptions.ClientError(
                 {"Error": {"Code": "InternalError", "Message": "boom"}}, "UploadPart")
         self.uploads[UploadId][PartNumber] = bytes(Body)
-        return {"ETag": f'"{hashlib.md5(Body).hexdigest()}"'}  # noqa: S324 - S3's ETag is MD5
+        return {"ETag": f'"{hashlib.md5(Body).hexdigest()}"'}
 
-    def complete_multipart_upload(self, *, Bucket: str, Key: str, UploadId: str,  # noqa: N803
-                                  MultipartUpload: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
+    def complete_multipart_upload(self, *, Bucket: str, Key: str, UploadId: str,
+                                  MultipartUpload: dict[str, Any]) -> dict[str, Any]:
         parts = self.uploads.pop(UploadId)
         numbers = [p["PartNumber"] for p in MultipartUpload["Parts"]]
         assert numbers == sorted(parts), "parts completed out of order or missing"
         self.objects[(Bucket, Key)] = b"".join(parts[n] for n in numbers)
         return {}
 
-    def abort_multipart_upload(self, *, Bucket: str, Key: str,  # noqa: N803
-                               UploadId: str) -> dict[str, Any]:  # noqa: N803
+    def abort_multipart_upload(self, *, Bucket: str, Key: str,
+                               UploadId: str) -> dict[str, Any]:
         self.aborted.append(UploadId)
         self.uploads.pop(UploadId, None)
         return {}
