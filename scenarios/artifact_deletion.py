@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, ClassVar
 
+from harness.capacity import require_room
 from harness.errors import Inconclusive, StepFailed
 from harness.guards import SafetyCopy
 from harness.integrity import Manifest
@@ -223,6 +224,20 @@ class ArtifactDeletion(Scenario):
             self._prove_versions()
         else:
             self._prove_backup()
+        self._require_room()
+
+    def _require_room(self) -> None:
+        """Refuse (INCONCLUSIVE, nothing touched) when the store cannot hold the safety copy
+        (every version under the prefix) plus the copy the runbook writes back."""
+        a = self.ctx.asset
+        safety = sum(v.size for v in self.store.list_versions(a.bucket, a.prefix)
+                     if not v.is_delete_marker)
+        restored = sum(f.size for f in self.manifest.files)
+        space = require_room(self.ctx.inventory, a.store, safety + restored,
+                             f"s3://{a.bucket}/{a.prefix} ({safety} B of versions to copy, "
+                             f"{restored} B to restore)")
+        self.ctx.event("capacity.checked", needed_bytes=safety + restored,
+                       free_bytes=space.free_bytes, source=space.source)
 
     def _prove_versions(self) -> None:
         a = self.ctx.asset
