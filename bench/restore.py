@@ -12,8 +12,8 @@ For one lab at one model size, in the same run, it measures:
 
     .venv/bin/python bench/restore.py --size 1GiB [--dir DIR | --reuse DIR] [--keep]
 
-``--reuse DIR`` uses the lab already in DIR (its model size is what it was made with) and leaves
-it running; otherwise a lab is brought up in ``--dir`` (default: a temporary directory) at
+``--reuse DIR`` uses the lab already running in DIR as it is (its model size is what it was made
+with; only the purge drill's own parts must be up) and leaves it running; otherwise a lab is brought up in ``--dir`` (default: a temporary directory) at
 ``--size`` and destroyed afterwards unless ``--keep``. The last line is exactly::
 
     restore: size=<MiB> drillbook=<s> naive=<s> lower=<s> ratio_naive=<x> peak_rss_mb=<n>
@@ -162,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
             t = time.monotonic()
             lab.up(progress=lambda m: print(m, flush=True))
             print(f"lab up at {lab.state.model_size // MiB} MiB in {time.monotonic() - t:.1f} s")
-        else:
-            lab.up(progress=lambda m: None)
+        elif lab.node_readiness() != "ready":
+            raise SystemExit(f"the lab in {root} is not serving (node: {lab.node_readiness()}); "
+                             f"run `drillbook lab --dir {root} up` first")
         size_mib = lab.state.model_size // MiB
         with tempfile.TemporaryDirectory(prefix="bench-", dir=root) as tmp:
             scratch = Path(tmp)

@@ -136,7 +136,10 @@ class ArtifactDeletion(Scenario):
         a = self.ctx.asset
         assert a.backup_path is not None
         tuning = RestoreTuning.from_env()
-        report = restore_to_store(self.repo, snap.id, a.backup_path, self._backup_rels(keys),
+        sizes = {a.prefix + f.path: f.size for f in self.manifest.files}
+        # largest first: the long streams start at once, small files fill the gaps
+        ordered = sorted(keys, key=lambda k: -sizes.get(k, 0))
+        report = restore_to_store(self.repo, snap.id, a.backup_path, self._backup_rels(ordered),
                                   self.store, a.bucket, tuning=tuning,
                                   scratch=self.ctx.work_dir / "scratch")
         self.ctx.event("pull.transferred", method=report.method, files=len(report.transfers),

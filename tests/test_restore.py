@@ -105,13 +105,14 @@ class CountingBudget(PartBudget):
 
 
 class DribbleStream(io.RawIOBase):
-    """Returns at most 1000 bytes per read, as a pipe does."""
+    """Returns at most ``step`` bytes per read, as a pipe does."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, step: int = 1000) -> None:
         self._buf = io.BytesIO(data)
+        self._step = step
 
     def read(self, size: int = -1, /) -> bytes:
-        return self._buf.read(min(size, 1000) if size >= 0 else 1000)
+        return self._buf.read(min(size, self._step) if size >= 0 else self._step)
 
 
 def data(n: int, seed: int = 0) -> bytes:
@@ -333,3 +334,12 @@ def test_a_damaged_sample_fails_a_snapshot_proven_before(tmp_path: Path) -> None
     proof = prove_snapshot(FakeRepo(rotten), snapshot("s2", "t1"), "/backup/m",  # type: ignore[arg-type]
                            expected_of(FILES), cache, sample=2, seed="x")
     assert proof.kind == "snapshot-cache+sample2" and len(proof.bad) == 2
+
+
+def test_upload_stream_is_the_same_bounded_upload() -> None:
+    client = FakeS3()
+    store = fake_store(client)
+    payload = data(20 * 1024 * KiB + 5)  # over the 16 MiB part size: two parts
+    assert store.upload_stream("b", "big", DribbleStream(payload, 65536)) == (
+        hashlib.sha256(payload).hexdigest(), len(payload))
+    assert client.objects[("b", "big")] == payload and client.puts == 0

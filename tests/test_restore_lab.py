@@ -37,7 +37,7 @@ def drill(inventory: Inventory, root: Path,
 
 def journal_events(result: DrillResult, name: str) -> list[dict[str, Any]]:
     lines = (result.directory / "journal.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r.get("name") == name]
+    return [r["detail"] for r in map(json.loads, lines) if r.get("event") == name]
 
 
 def store_versions(lab: Lab) -> list[tuple[str, str, int, bool]]:

@@ -21,7 +21,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from harness.errors import TargetUnreachable
-from harness.integrity import HashingReader, Readable, sha256_stream
+from harness.integrity import Readable, sha256_stream
 from harness.inventory import S3Target
 
 T = TypeVar("T")
@@ -233,11 +233,12 @@ class S3Store:
                 Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}))
 
     def upload_stream(self, bucket: str, key: str, stream: Readable) -> tuple[str, int]:
-        """Upload a stream (multipart when large); returns the (sha256, size) of what was sent."""
-        reader = HashingReader(stream)
-        self._call("upload", lambda: self._client.upload_fileobj(reader, bucket, key,
-                                                                 Config=self._transfer))
-        return reader.sha256, reader.size
+        """Upload a stream (multipart when large); returns the (sha256, size) of what was sent.
+        Memory stays under ``max_concurrency + 1`` parts, however large the object."""
+        with concurrent.futures.ThreadPoolExecutor(self.max_concurrency,
+                                                   thread_name_prefix="upload-part") as parts:
+            return self.upload_hashed(bucket, key, stream, parts=parts,
+                                      budget=PartBudget(self.max_concurrency + 1))
 
     def upload_hashed(self, bucket: str, key: str, stream: Readable, *,
                       parts: concurrent.futures.Executor, budget: PartBudget,
