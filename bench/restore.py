@@ -10,7 +10,7 @@ For one lab at one model size, in the same run, it measures:
   parts) to a scratch bucket, then ``sha256sum`` of the files;
 - lower: ``restic restore`` + ``sha256sum`` alone (no upload): what restic and the disk allow.
 
-    .venv/bin/python bench/restore.py --size 1GiB [--dir DIR | --reuse DIR] [--keep]
+    .venv/bin/python bench/restore.py --size 1GiB [--dir DIR | --reuse DIR] [--keep] [--core-only]
 
 ``--reuse DIR`` uses the lab already running in DIR as it is (its model size is what it was made
 with; only the purge drill's own parts must be up) and leaves it running; otherwise a lab is brought up in ``--dir`` (default: a temporary directory) at
@@ -24,6 +24,7 @@ Timings on a shared machine are noisy: compare the ratios within one run.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -136,12 +137,22 @@ def drill(lab: Lab, evidence: Path) -> tuple[float, float, dict[str, Any]]:
     return float(rto), peak[0] / 1024, doc
 
 
-def where_the_time_goes(doc: dict[str, Any]) -> list[str]:
+def where_the_time_goes(doc: dict[str, Any], journal: Path) -> list[str]:
+    """The RTO breakdown, each step of every phase, and the pipeline's own events."""
     lines = [f"  {k:32s} {v:7.2f} s" for k, v in doc.get("rto_breakdown_s", {}).items()]
-    for ev in doc.get("timeline", []):
-        if ev.get("event") in ("pull.transferred", "restorable.proven"):
-            detail = ev.get("detail") or {k: v for k, v in ev.items() if k not in ("event",)}
-            lines.append(f"  {ev['event']}: {json.dumps(detail, sort_keys=True)}")
+    records = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+    phases: dict[str, float] = {}
+    for r in records:
+        if r.get("type") == "step" and r.get("phase") not in ("runbook", "verify"):
+            phases[f"{r['phase']}:{r['name']}"] = float(r["duration_s"])
+    marks = [(r["event"], float(r["mono"])) for r in records
+             if r.get("type") == "event" and str(r.get("event", "")).startswith("phase.")]
+    for (name, t), (_, t_next) in itertools.pairwise(marks):
+        phases.setdefault(name.removeprefix("phase."), t_next - t)
+    lines += [f"  (outside RTO) {k:19s} {v:7.2f} s" for k, v in phases.items()]
+    for r in records:
+        if r.get("event") in ("pull.transferred", "restorable.proven", "capacity.checked"):
+            lines.append(f"  {r['event']}: {json.dumps(r.get('detail', {}), sort_keys=True)}")
     return lines
 
 
@@ -152,11 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--reuse", type=Path, help="use the lab already in this directory")
     where.add_argument("--dir", type=Path, help="bring a new lab up here")
     ap.add_argument("--keep", action="store_true", help="leave a new lab running afterwards")
+    ap.add_argument("--core-only", action="store_true",
+                    help="bring up only what a purge drill needs (store, restic, one node): no "
+                         "backup/replication jobs, databases, registry or fleet")
     args = ap.parse_args(argv)
 
     made = args.reuse is None
     root = args.reuse or args.dir or Path(tempfile.mkdtemp(prefix="drillbook-bench-lab-"))
     lab = Lab(root, model_size=parse_size(args.size))
+    if args.core_only:
+        lab.components = []
     try:
         if made:
             t = time.monotonic()
@@ -176,8 +192,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(scratch / "naive", ignore_errors=True)
             shutil.rmtree(scratch / "lower", ignore_errors=True)
             rto, rss, doc = drill(lab, scratch / "evidence")
+            journal = max((scratch / "evidence").glob("*/journal.jsonl"),
+                          key=lambda p: p.stat().st_mtime)
+            journal_text = journal.read_text()
+        journal = root / "bench-last-journal.jsonl"
+        journal.write_text(journal_text)
         print(f"drillbook purge RTO: {rto:.2f} s (verdict {doc['verdict']}); where it went:")
-        print("\n".join(where_the_time_goes(doc)))
+        print("\n".join(where_the_time_goes(doc, journal)))
         print(f"restore: size={size_mib} drillbook={rto:.2f} naive={t_naive:.2f} "
               f"lower={t_lower:.2f} ratio_naive={rto / t_naive:.2f} peak_rss_mb={rss:.0f}")
     finally:
