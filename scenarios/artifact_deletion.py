@@ -4,21 +4,24 @@ Variants:
   soft   the objects are deleted as ``aws s3 rm`` would on a versioned bucket (delete markers);
          recovery restores the newest real version of each object from bucket history.
   purge  every version of every object is gone; recovery streams each file out of the newest
-         restic snapshot on the secondary site into the store, hashing it on the way.
+         restic snapshot on the secondary site into the store, several at once, hashing it on the
+         way (harness/restore.py); the preflight proof of that snapshot is cached by restic
+         content id after the first full read (harness/proof.py).
 
 Blast radius: the asset's manifest and every file it lists, in the asset's bucket, nothing else.
-Verification is independent of the runbook: every object is re-read from the store and compared
-with the manifest taken before the fault, and the endpoint must answer the golden inputs with
-outputs bit-identical to the baseline.
+Verification is independent of the runbook: every object is re-read from the store (starting
+as soon as verify-sha256 passes, so the re-read overlaps the node's reload; for soft, the
+versions verify-sha256 hashed are not read again if none changed) and compared with the manifest
+taken before the fault, and the endpoint must answer the golden inputs with outputs
+bit-identical to the baseline.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, ClassVar
+from typing import ClassVar
 
 from harness.capacity import require_room
 from harness.errors import Inconclusive, StepFailed
@@ -179,18 +182,6 @@ class ArtifactDeletion(Scenario):
                 return got
         return self.store.hash_objects(a.bucket, [(k, None) for k in self.keys])
 
-    def _backup_files(self, snap: Snapshot) -> Iterator[tuple[str, IO[bytes]]]:
-        """(store key, stream) for each file of the blast radius in a snapshot, from one restic
-        process; a file the snapshot lacks is simply not yielded."""
-        a = self.ctx.asset
-        assert a.backup_path is not None
-        wanted = set(self.keys)
-        with self.repo.dump_tree(snap.id, a.backup_path) as files:
-            for rel, stream in files:
-                key = a.prefix + rel
-                if key in wanted:
-                    yield key, stream
-
     def _newest_snapshot(self) -> Snapshot:
         a = self.ctx.asset
         assert a.backup_path is not None
@@ -223,11 +214,11 @@ class ArtifactDeletion(Scenario):
         if a.golden is not None:
             doc = json.loads(a.golden.read_text())
             self.golden = Golden(doc["inputs"], doc.get("outputs"))
+        self._require_room()
         if self.from_versions:
             self._prove_versions()
         else:
             self._prove_backup()
-        self._require_room()
 
     def _require_room(self) -> None:
         """Refuse (INCONCLUSIVE, nothing touched) when the store cannot hold the safety copy
