@@ -417,7 +417,7 @@ class DataComponent:
             start_job(lab, job)
         for job in JOBS:
             if started[job] or last_run(lab, job) is None:
-                run = wait_for_success(lab, job)
+                run = wait_for_success(lab, job, timeout_s=lab.startup_timeout_s)
                 progress(f"lab: {job} job running (first run ok at {run['ended_utc']})")
         register_adapter(lab)
 

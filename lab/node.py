@@ -19,6 +19,7 @@ S3 credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import hashlib
 import json
 import logging
@@ -60,6 +61,8 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+#: objects a node pulls at once when it loads a model
+PULL_THREADS = 4
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 STATE_LOADING = "loading"
@@ -213,9 +216,12 @@ def pull_verified(
     object.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    return [
-        _pull_one(s3_client, bucket, prefix, dest, f.path, f.sha256, f.size) for f in manifest.files
-    ]
+    # several objects at once (boto3 clients are thread-safe): a model of a few large shards
+    # loads at the store's speed, not one stream's
+    with concurrent.futures.ThreadPoolExecutor(PULL_THREADS) as pool:
+        return list(pool.map(
+            lambda f: _pull_one(s3_client, bucket, prefix, dest, f.path, f.sha256, f.size),
+            manifest.files))
 
 
 def make_s3_client(endpoint: str, region: str) -> S3Like:

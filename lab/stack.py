@@ -17,6 +17,7 @@ State (ports, keys) lives in ``lab.json`` under the root; a second ``up`` reuses
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import secrets
@@ -37,7 +38,7 @@ from harness.integrity import Manifest
 from harness.inventory import ResticTarget, S3Target, Secret
 from harness.lease import FoundLease
 from harness.targets.restic import ResticRepo, Snapshot
-from harness.targets.s3 import S3Store
+from harness.targets.s3 import PartBudget, S3Store
 from lab.ceph import CephCluster, DaemonState
 from lab.components import LabComponent, components
 from lab.netmodel import ModelConfig, generate_model, write_golden
@@ -56,6 +57,21 @@ MiB = 1024 * 1024
 
 class LabError(DrillbookError):
     pass
+
+
+GiB = 1024 * MiB
+
+
+def osd_size_for(model_size: int) -> int:
+    """The OSD's sparse file, from the model size (it only costs disk space as it fills).
+
+    At rest the store holds about 5x the model: two versions in the models bucket, the current
+    one in each of the two restic repositories and in the versioned replica bucket. A purge drill
+    adds about 5x more until its safety copy and replayed versions are reclaimed (safety copy of
+    both versions, the restored copy, the replay), and RGW frees deleted data only after garbage
+    collection. 16x plus 4 GiB for the small assets, metadata and BlueStore's own use leaves room
+    for a second drill before that; never less than the 8 GiB the lab always had."""
+    return max(8 * GiB, 16 * model_size + 4 * GiB)
 
 
 @dataclass
@@ -84,7 +100,8 @@ class Lab:
             self.state = LabState(**json.loads(self.state_path.read_text()))
         else:
             self.state = LabState(free_port(), free_port(), free_port(), model_size)
-        self.ceph = CephCluster(self.root / "ceph", self.state.mon_port, self.state.rgw_port)
+        self.ceph = CephCluster(self.root / "ceph", self.state.mon_port, self.state.rgw_port,
+                                osd_size_bytes=osd_size_for(self.state.model_size))
         self.components: list[LabComponent] = components()
 
     # -- paths and targets -------------------------------------------------------------------
@@ -101,6 +118,12 @@ class Lab:
     def stage_dir(self) -> Path:
         """Where the backup job mirrors the models bucket before restic reads it."""
         return self.root / "stage" / MODELS_BUCKET / MODEL_NAME
+
+    @property
+    def startup_timeout_s(self) -> float:
+        """How long a part may take to first serve the model: 120 s, plus 1 s per 4 MiB (a node
+        pulls and verifies the whole model; a backup job mirrors and snapshots it)."""
+        return 120.0 + self.state.model_size / (4 * MiB)
 
     @property
     def node_url(self) -> str:
@@ -233,9 +256,18 @@ class Lab:
     @staticmethod
     def _upload_dir(store: S3Store, directory: Path, prefix: str) -> None:
         manifest = Manifest.load(directory / "manifest.json")
-        for f in manifest.files:
-            with (directory / f.path).open("rb") as fh:
-                store.upload_stream(MODELS_BUCKET, prefix + f.path, fh)
+        # every shard at once, through the same bounded pipeline the restores use
+        budget = PartBudget(8)
+        with concurrent.futures.ThreadPoolExecutor(6) as parts, \
+                concurrent.futures.ThreadPoolExecutor(4) as files:
+
+            def one(path: str) -> None:
+                with (directory / path).open("rb") as fh:
+                    store.upload_hashed(MODELS_BUCKET, prefix + path, fh, parts=parts,
+                                        budget=budget)
+
+            for done in [files.submit(one, f.path) for f in manifest.files]:
+                done.result()
         # the manifest goes last: a reader that sees it can find every file it lists
         store.put_bytes(MODELS_BUCKET, prefix + "manifest.json",
                         (directory / "manifest.json").read_bytes())
@@ -282,7 +314,8 @@ class Lab:
                 cwd=Path(__file__).resolve().parent.parent)
             self.node_pid_file.parent.mkdir(parents=True, exist_ok=True)
             self.node_pid_file.write_text(str(pid))
-        deadline = time.monotonic() + 120
+        limit = self.startup_timeout_s
+        deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             state = self.node_readiness()
             if state == "ready":
@@ -292,7 +325,7 @@ class Lab:
             if self.node_pid() is None:
                 raise LabError(f"inference node exited; see {self.root / 'log' / 'node.log'}")
             time.sleep(0.2)
-        raise LabError("inference node not ready after 120 s")
+        raise LabError(f"inference node not ready after {limit:.0f} s")
 
     def node_readiness(self) -> str:
         import urllib.error

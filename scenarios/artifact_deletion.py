@@ -4,26 +4,33 @@ Variants:
   soft   the objects are deleted as ``aws s3 rm`` would on a versioned bucket (delete markers);
          recovery restores the newest real version of each object from bucket history.
   purge  every version of every object is gone; recovery streams each file out of the newest
-         restic snapshot on the secondary site into the store, hashing it on the way.
+         restic snapshot on the secondary site into the store, several at once, hashing it on the
+         way (harness/restore.py); the preflight proof of that snapshot is cached by restic
+         content id after the first full read (harness/proof.py).
 
 Blast radius: the asset's manifest and every file it lists, in the asset's bucket, nothing else.
-Verification is independent of the runbook: every object is re-read from the store and compared
-with the manifest taken before the fault, and the endpoint must answer the golden inputs with
-outputs bit-identical to the baseline.
+Verification is independent of the runbook: every object is re-read from the store (starting
+as soon as verify-sha256 passes, so the re-read overlaps the node's reload; for soft, the
+versions verify-sha256 hashed are not read again if none changed) and compared with the manifest
+taken before the fault, and the endpoint must answer the golden inputs with outputs
+bit-identical to the baseline.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import IO, TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
+from harness.capacity import require_room
 from harness.errors import Inconclusive, StepFailed
 from harness.guards import FoundVersion, SafetyCopy
-from harness.integrity import Manifest, sha256_stream
+from harness.integrity import Manifest
 from harness.model import RESTORE_POINT_CLOCK_TOLERANCE_S, RestorePoint, event_by_name, iso
+from harness.proof import ProofCache, SnapshotProof, prove_snapshot
+from harness.restore import RestoreTuning, restore_to_store
 from harness.scenario import RunbookStep, Scenario
 from harness.targets.inference import InferenceEndpoint
 from harness.targets.restic import ResticRepo, Snapshot
@@ -69,7 +76,7 @@ class ArtifactDeletion(Scenario):
     safety: SafetyCopy | None = None
     snapshot: Snapshot | None = None
     plan: dict[str, VersionPlan]
-    pulled: dict[str, tuple[str, int]]
+    pulled: dict[str, tuple[str | None, int]]
     #: key -> (etag, size) of each object's current version when preflight found it intact
     found_current: dict[str, tuple[str, int]]
     #: restore points already reported as passed over (one deviation each)
@@ -78,6 +85,11 @@ class ArtifactDeletion(Scenario):
     def __init__(self, ctx: DrillContext) -> None:
         super().__init__(ctx)
         self._noted = set()
+    #: the independent re-read of the store, started once the runbook's own check passed so that
+    #: it overlaps the node's reload; verify() takes its result
+    _reread: concurrent.futures.Future[dict[str, tuple[str | None, int]]] | None = None
+    #: (current version ids, their hashes) from verify-sha256 of bucket versions
+    _hashed_versions: tuple[dict[str, str], dict[str, tuple[str | None, int]]] | None = None
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -110,17 +122,81 @@ class ArtifactDeletion(Scenario):
         out[a.manifest_key] = (self.manifest.raw_sha256, -1)
         return out
 
-    def _backup_files(self, snap: Snapshot) -> Iterator[tuple[str, IO[bytes]]]:
-        """(store key, stream) for each file of the blast radius in a snapshot, from one restic
-        process; a file the snapshot lacks is simply not yielded."""
+    def _backup_rels(self, keys: list[str] | None = None) -> dict[str, str]:
+        """Path relative to the backup directory -> store key, for ``keys`` (default: all)."""
+        prefix = self.ctx.asset.prefix
+        return {k[len(prefix):]: k for k in (self.keys if keys is None else keys)}
+
+    def _proofs(self) -> ProofCache:
+        return ProofCache(self.ctx.work_dir / "proofs" / "restic-content.json")
+
+    def _prove(self, snap: Snapshot, *, sample: int) -> SnapshotProof:
+        """Does the snapshot hold this manifest's files? Trees plus a sample; see harness.proof."""
         a = self.ctx.asset
         assert a.backup_path is not None
+        expected = self._expected()
+        rels = self._backup_rels()
+        return prove_snapshot(self.repo, snap, a.backup_path,
+                              {rel: expected[key] for rel, key in rels.items()}, self._proofs(),
+                              sample=sample, seed=self.ctx.drill_id,
+                              files=RestoreTuning.from_env().files)
+
+    def snapshot_holds_baseline(self, snap: Snapshot) -> bool:
+        """For locators: the snapshot holds every file of the known-good manifest (proven from
+        restic's content ids where it was proven before, read in full otherwise)."""
+        proof = self._prove(snap, sample=0)
+        self.ctx.event("restore-point.checked", snapshot=snap.id, holds_manifest=proof.ok,
+                       **proof.detail())
+        return proof.ok
+
+    def _restore_from_backup(self, snap: Snapshot, keys: list[str]) -> dict[str, tuple[str | None,
+                                                                                        int]]:
+        """Stream ``keys`` out of the snapshot into the store in parallel, hashed on the way."""
+        a = self.ctx.asset
+        assert a.backup_path is not None
+        tuning = RestoreTuning.from_env()
+        sizes = {a.prefix + f.path: f.size for f in self.manifest.files}
+        # largest first: the long streams start at once, small files fill the gaps
+        ordered = sorted(keys, key=lambda k: -sizes.get(k, 0))
+        report = restore_to_store(self.repo, snap.id, a.backup_path, self._backup_rels(ordered),
+                                  self.store, a.bucket, tuning=tuning,
+                                  scratch=self.ctx.work_dir / "scratch")
+        self.ctx.event("pull.transferred", method=report.method, files=len(report.transfers),
+                       bytes=report.bytes, seconds=round(report.seconds, 3),
+                       restic_s=round(report.restic_seconds, 3), parallel_files=tuning.files,
+                       mib_per_s=round(report.bytes / 2**20 / max(report.seconds, 1e-6), 1))
+        return report.hashes()
+
+    def _start_reread(self) -> None:
+        """Begin the independent re-read of every object now, in the background."""
+        a = self.ctx.asset
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="verify-reread")
+        self._reread = pool.submit(self.store.hash_objects, a.bucket,
+                                   [(k, None) for k in self.keys])
+        pool.shutdown(wait=False)
+
+    def _current_versions(self) -> dict[str, str]:
+        a = self.ctx.asset
         wanted = set(self.keys)
-        with self.repo.dump_tree(snap.id, a.backup_path) as files:
-            for rel, stream in files:
-                key = a.prefix + rel
-                if key in wanted:
-                    yield key, stream
+        return {v.key: v.version_id for v in self.store.list_versions(a.bucket, a.prefix)
+                if v.key in wanted and v.is_latest and not v.is_delete_marker}
+
+    def _reread_hashes(self) -> dict[str, tuple[str | None, int]]:
+        """The independent re-read: the one started in the background, else one made now; not
+        made at all when verify-sha256 hashed these very object versions server-side (nothing
+        the harness sent) and no version changed since."""
+        a = self.ctx.asset
+        if self._reread is not None:
+            started, self._reread = self._reread, None
+            return started.result()
+        if self._hashed_versions is not None:
+            versions, got = self._hashed_versions
+            self._hashed_versions = None
+            if versions == self._current_versions():
+                self.ctx.event("verify.reused", reason="the object versions hashed in "
+                               "verify-sha256 are still current", objects=len(got))
+                return got
+        return self.store.hash_objects(a.bucket, [(k, None) for k in self.keys])
 
     def _fault_time(self) -> tuple[datetime, str]:
         """(t0, "the fault") once injected; before that (preflight), (now, "now")."""
@@ -181,6 +257,7 @@ class ArtifactDeletion(Scenario):
         if a.golden is not None:
             doc = json.loads(a.golden.read_text())
             self.golden = Golden(doc["inputs"], doc.get("outputs"))
+        self._require_room()
         self._check_intact()
         if self.from_versions:
             self._prove_versions()
@@ -213,6 +290,19 @@ class ArtifactDeletion(Scenario):
                 f"nothing was touched - repair the asset (or its manifest) first")
         self.ctx.event("asset.intact", objects=len(self.keys))
 
+    def _require_room(self) -> None:
+        """Refuse (INCONCLUSIVE, nothing touched) when the store cannot hold the safety copy
+        (every version under the prefix) plus the copy the runbook writes back."""
+        a = self.ctx.asset
+        safety = sum(v.size for v in self.store.list_versions(a.bucket, a.prefix)
+                     if not v.is_delete_marker)
+        restored = sum(f.size for f in self.manifest.files)
+        space = require_room(self.ctx.inventory, a.store, safety + restored,
+                             f"s3://{a.bucket}/{a.prefix} ({safety} B of versions to copy, "
+                             f"{restored} B to restore)")
+        self.ctx.event("capacity.checked", needed_bytes=safety + restored,
+                       free_bytes=space.free_bytes, source=space.source)
+
     def _prove_versions(self) -> None:
         a = self.ctx.asset
         if not self.store.versioning_enabled(a.bucket):
@@ -222,13 +312,17 @@ class ArtifactDeletion(Scenario):
         self.ctx.event("restorable.proven", source="bucket-versions", objects=len(self.keys))
 
     def _prove_backup(self) -> None:
+        """The newest snapshot holds the manifest's files: read in full the first time, then
+        from restic's content ids plus one file read in full (the kind is in the event)."""
         snap = self._newest_snapshot()
-        got: dict[str, tuple[str | None, int]] = {}
-        for key, stream in self._backup_files(snap):
-            got[key] = sha256_stream(stream)
-        self._require_match(got, f"restic snapshot {snap.short_id}")
+        proof = self._prove(snap, sample=1)
+        if not proof.ok:
+            first = proof.bad[0]
+            raise Inconclusive(f"no restorable copy: {len(proof.bad)} object(s) in restic "
+                               f"snapshot {snap.short_id} do not match the manifest (first: "
+                               f"{first}: {proof.reasons[first]}); refusing to delete anything")
         self.ctx.event("restorable.proven", source="restic", snapshot=snap.id,
-                       snapshot_utc=snap.time.isoformat())
+                       snapshot_utc=snap.time.isoformat(), **proof.detail())
 
     def _require_match(self, got: dict[str, tuple[str | None, int]], what: str) -> None:
         expected = self._expected()
@@ -370,9 +464,7 @@ class ArtifactDeletion(Scenario):
         a = self.ctx.asset
         if not self.from_versions:
             assert self.snapshot is not None
-            self.pulled = {}
-            for key, stream in self._backup_files(self.snapshot):
-                self.pulled[key] = self.store.upload_stream(a.bucket, key, stream)
+            self.pulled = self._restore_from_backup(self.snapshot, self.keys)
             return
         for p in self.plan.values():
             if p.newer_versions == 0 and p.after_fault == 0:
@@ -387,10 +479,16 @@ class ArtifactDeletion(Scenario):
         a = self.ctx.asset
         if not self.from_versions:
             # hashed while streaming in pull(): no second read
-            got: dict[str, tuple[str | None, int]] = {k: v for k, v in self.pulled.items()}
+            got: dict[str, tuple[str | None, int]] = dict(getattr(self, "pulled", {}))
         else:
-            got = self.store.hash_objects(a.bucket, [(k, None) for k in self.keys])
+            # pinned to the versions listed now, so verify() can tell whether they changed since
+            current = self._current_versions()
+            got = self.store.hash_objects(a.bucket, [(k, current.get(k)) for k in self.keys])
+            self._hashed_versions = (current, got)
         self._compare(got, "restored")
+        if self.from_versions:
+            return
+        self._start_reread()
 
     def _compare(self, got: dict[str, tuple[str | None, int]], what: str) -> None:
         expected = self._expected()
@@ -441,8 +539,7 @@ class ArtifactDeletion(Scenario):
     # -- verify and revert ----------------------------------------------------------------------
 
     def verify(self) -> None:
-        a = self.ctx.asset
-        got = self.store.hash_objects(a.bucket, [(k, None) for k in self.keys])
+        got = self._reread_hashes()
         try:
             self._compare(got, "stored")
         except StepFailed as exc:

@@ -67,6 +67,9 @@ class CheckpointCorruption(AssetRestoreDrill):
     target_key: str = ""
     corrupted: list[str]
     good_plan: dict[str, VersionPlan] | None = None
+    #: the last integrity scan: key -> (version id hashed, sha256); pinned to version ids so a
+    #: later step can tell whether what it saw is still what the store holds
+    scanned: dict[str, tuple[str, str | None]] | None = None
 
     @property
     def from_versions(self) -> bool:
@@ -114,12 +117,33 @@ class CheckpointCorruption(AssetRestoreDrill):
             ok, message = self.endpoint.load(timeout_s=self.ctx.inventory.step_timeout_s)
             self.ctx.event("fault.rollout", loaded=ok, message=message[:200])
 
+    def _versions_of(self, keys: list[str]) -> dict[str, str]:
+        """The current version id of each key that has one."""
+        a = self.ctx.asset
+        wanted = set(keys)
+        return {v.key: v.version_id for v in self.store.list_versions(a.bucket, a.prefix)
+                if v.key in wanted and v.is_latest and not v.is_delete_marker}
+
     def _scan(self, against: Manifest) -> list[str]:
-        """Objects whose SHA-256 differs from ``against`` (the integrity scan)."""
+        """Objects whose SHA-256 differs from ``against`` (the integrity scan: every object read
+        once, each pinned to the version listed just before)."""
         a = self.ctx.asset
         expected = {a.prefix + f.path: f.sha256 for f in against.files}
-        got = self.store.hash_objects(a.bucket, [(k, None) for k in expected])
+        keys = [*expected, a.manifest_key]  # the manifest too: scan_step compares it
+        versions = self._versions_of(keys)
+        got = self.store.hash_objects(a.bucket, [(k, versions.get(k)) for k in keys])
+        self.scanned = {k: (versions.get(k, ""), got[k][0]) for k in keys}
         return sorted(k for k, sha in expected.items() if got[k][0] != sha)
+
+    def _still_scanned(self, keys: list[str]) -> dict[str, str | None] | None:
+        """The last scan's hashes of ``keys`` if every one of them is still the version that
+        scan read; None if any changed (or there was no scan)."""
+        if self.scanned is None or any(k not in self.scanned for k in keys):
+            return None
+        now = self._versions_of(keys)
+        if any(self.scanned[k][0] != now.get(k) for k in keys):
+            return None
+        return {k: self.scanned[k][1] for k in keys}
 
     def detect(self) -> bool:
         a = self.ctx.asset
@@ -149,9 +173,20 @@ class CheckpointCorruption(AssetRestoreDrill):
         ]
 
     def scan_step(self) -> None:
-        self.corrupted = self._scan(self.manifest)
-        if self.manifest.raw_sha256 != self._stored_manifest_sha():
-            self.corrupted.append(self.ctx.asset.manifest_key)
+        a = self.ctx.asset
+        seen = self._still_scanned(self.keys)
+        if seen is None:
+            self.corrupted = self._scan(self.manifest)
+            seen = self._still_scanned(self.keys) or {}
+        else:
+            # detection already read every object, and none has changed since: no second trip
+            self.corrupted = sorted(a.prefix + f.path for f in self.manifest.files
+                                    if seen[a.prefix + f.path] != f.sha256)
+            self.ctx.event("integrity.scan.reused", objects=len(self.keys),
+                           reason="every object is still the version detection hashed")
+        stored_manifest = seen.get(a.manifest_key) or self._stored_manifest_sha()
+        if self.manifest.raw_sha256 != stored_manifest:
+            self.corrupted.append(a.manifest_key)
         if not self.corrupted:
             raise StepFailed("the scan finds nothing to repair")
         self.ctx.event("integrity.scan.done", corrupted=len(self.corrupted),
@@ -169,9 +204,15 @@ class CheckpointCorruption(AssetRestoreDrill):
             history: dict[str, list[ObjectVersion]] = {}
             for v in self.store.list_versions(a.bucket, a.prefix):
                 history.setdefault(v.key, []).append(v)
+            at_baseline = {v.key: v.version_id for v in self.baseline_versions}
             for key in self.corrupted:
                 real = [v for v in history.get(key, []) if not v.is_delete_marker]
-                for newer, v in enumerate(real):
+                # the version current at baseline first: it is the likeliest good one, so
+                # usually only one version is read
+                order = sorted(range(len(real)),
+                               key=lambda i: (real[i].version_id != at_baseline.get(key), i))
+                for newer in order:
+                    v = real[newer]
                     if self.store.hash_object(a.bucket, key, v.version_id)[0] == expected[key][0]:
                         plan[key] = VersionPlan(key, v, (), newer)
                         break
@@ -203,12 +244,23 @@ class CheckpointCorruption(AssetRestoreDrill):
                 self.store.copy_version(a.bucket, p.key, p.version.version_id, a.bucket, p.key)
             return
         assert self.snapshot is not None
-        wanted = set(self.corrupted)
-        for key, stream in self._backup_files(self.snapshot):
-            if key in wanted:
-                self.store.upload_stream(a.bucket, key, stream)
+        # only the damaged objects, streamed out of the backup and hashed on the way
+        self.pulled = self._restore_from_backup(self.snapshot, self.corrupted)
 
     def verify_sha256(self) -> None:
+        """The repaired objects from what pull hashed (or, for server-side copies, read now);
+        the others from the scan, as long as each is still the version the scan read."""
         a = self.ctx.asset
-        self._compare(self.store.hash_objects(a.bucket, [(k, None) for k in self.keys]),
-                      "repaired")
+        repaired = list(self.corrupted)
+        if self.good_plan is not None:
+            got = self.store.hash_objects(a.bucket, [(k, None) for k in repaired])
+        else:
+            got = {k: v for k, v in getattr(self, "pulled", {}).items() if k in repaired}
+        untouched = [k for k in self.keys if k not in repaired]
+        seen = self._still_scanned(untouched)
+        if seen is None:
+            got.update(self.store.hash_objects(a.bucket, [(k, None) for k in untouched]))
+        else:
+            got.update({k: (sha, -1) for k, sha in seen.items()})
+        self._compare(got, "repaired")
+        self._start_reread()

@@ -7,13 +7,15 @@ repository unreachable is :class:`~harness.errors.Inconclusive`.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +26,8 @@ from harness.errors import Inconclusive, TargetUnreachable
 from harness.inventory import ResticTarget
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
+#: Commands that only read: run with --no-lock, so drills never wait on (or leave) a lock.
+_READ_ONLY = ("snapshots", "ls", "dump", "cat", "restore")
 
 
 def parse_restic_time(text: str) -> datetime:
@@ -38,6 +42,32 @@ class Snapshot:
     time: datetime
     paths: tuple[str, ...]
     tags: tuple[str, ...]
+    tree: str = ""  # the root tree's id: restic's Merkle root of everything in the snapshot
+
+
+@dataclass(frozen=True)
+class FileNode:
+    """A file in a snapshot as restic's tree records it: no bytes read.
+
+    ``content`` lists the SHA-256 ids of the chunks that make up the file, in order; restic
+    checks every chunk against its id when it reads it. Two files with the same content list hold
+    the same bytes, in any repository, so a proof that one hashes to X holds for the other."""
+
+    path: str  # relative to the directory that was listed
+    size: int
+    content: tuple[str, ...]
+
+    @property
+    def content_id(self) -> str:
+        """One id for the whole content list (the cache key of a content proof)."""
+        return hashlib.sha256(f"{self.size}:".encode() + ",".join(self.content).encode()
+                              ).hexdigest()
+
+
+#: The pipe from a `restic dump` to the harness: 1 MiB instead of 64 KiB means far fewer wake-ups
+#: per GiB. Linux only; elsewhere the default stays.
+_PIPE_SIZE = 1024 * 1024
+_F_SETPIPE_SZ = 1031
 
 
 class ResticRepo:
@@ -65,8 +95,7 @@ class ResticRepo:
         exe = shutil.which(self.binary)
         if exe is None:
             raise Inconclusive(f"restic is not installed (looked for {self.binary!r} on PATH)")
-        return [exe, "--no-lock", *args] if args and args[0] in ("snapshots", "ls", "dump") \
-            else [exe, *args]
+        return [exe, "--no-lock", *args] if args and args[0] in _READ_ONLY else [exe, *args]
 
     def run(self, *args: str, timeout_s: float | None = None) -> str:
         argv = self._argv(*args)
@@ -98,7 +127,8 @@ class ResticRepo:
             args += ["--path", path]
         raw: list[dict[str, Any]] = json.loads(self.run(*args, timeout_s=120) or "[]") or []
         snaps = [Snapshot(s["id"], s.get("short_id", s["id"][:8]), parse_restic_time(s["time"]),
-                          tuple(s.get("paths") or ()), tuple(s.get("tags") or ())) for s in raw]
+                          tuple(s.get("paths") or ()), tuple(s.get("tags") or ()),
+                          str(s.get("tree", ""))) for s in raw]
         snaps.sort(key=lambda s: s.time)
         return snaps
 
@@ -121,8 +151,12 @@ class ResticRepo:
         restic's own message (also when the failure shows first as a truncated stream)."""
         argv = self._argv("dump", snapshot_id, path)
         proc = subprocess.Popen(argv, env=self._env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+                                stderr=subprocess.PIPE, bufsize=_PIPE_SIZE)
         assert proc.stdout is not None and proc.stderr is not None
+        try:
+            fcntl.fcntl(proc.stdout.fileno(), _F_SETPIPE_SZ, _PIPE_SIZE)
+        except OSError:
+            pass  # not Linux, or over the system's pipe-max-size: the default pipe works too
         try:
             yield proc.stdout
         except (tarfile.TarError, EOFError) as exc:
@@ -171,6 +205,55 @@ class ResticRepo:
                         yield rel, stream
 
             yield members()
+
+    def files(self, snapshot: Snapshot, path: str,
+              trees: MutableMapping[str, list[dict[str, Any]]] | None = None
+              ) -> dict[str, FileNode]:
+        """Every file under ``path`` in a snapshot with its size and chunk ids, read from
+        restic's trees (one ``restic cat`` per directory on the way); no file data is read.
+        ``trees`` caches tree blobs by id (they are content-addressed, so never go stale)."""
+        cache: MutableMapping[str, list[dict[str, Any]]] = {} if trees is None else trees
+        tree = snapshot.tree or str(json.loads(self.run("cat", "snapshot", snapshot.id,
+                                                        timeout_s=120))["tree"])
+        for part in [p for p in path.strip("/").split("/") if p]:
+            nodes = self._tree(tree, cache)
+            match = [n for n in nodes if n.get("name") == part and n.get("type") == "dir"]
+            if not match or not match[0].get("subtree"):
+                return {}
+            tree = str(match[0]["subtree"])
+        out: dict[str, FileNode] = {}
+        self._collect(tree, "", out, cache)
+        return out
+
+    def _tree(self, tree_id: str,
+              cache: MutableMapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        if tree_id not in cache:
+            doc = json.loads(self.run("cat", "blob", tree_id, timeout_s=120))
+            cache[tree_id] = [{k: n[k] for k in ("name", "type", "size", "content", "subtree")
+                               if k in n} for n in doc.get("nodes") or []]
+        return cache[tree_id]
+
+    def _collect(self, tree_id: str, prefix: str, out: dict[str, FileNode],
+                 cache: MutableMapping[str, list[dict[str, Any]]]) -> None:
+        for node in self._tree(tree_id, cache):
+            rel = prefix + str(node.get("name"))
+            if node.get("type") == "file":
+                out[rel] = FileNode(rel, int(node.get("size") or 0),
+                                    tuple(str(c) for c in node.get("content") or ()))
+            elif node.get("type") == "dir" and node.get("subtree"):
+                self._collect(str(node["subtree"]), rel + "/", out, cache)
+
+    def restore(self, snapshot_id: str, path: str, target: Path,
+                includes: list[str] | None = None) -> Path:
+        """``restic restore`` of ``path`` (or only ``includes``, relative to it) into ``target``,
+        with restic's own parallel downloads. restic 0.14 recreates the snapshot's full paths
+        under ``target``; returns the directory that holds ``path``'s files."""
+        base = "/" + path.strip("/")
+        args = ["restore", snapshot_id, "--target", str(target)]
+        for rel in includes or [""]:
+            args += ["--include", f"{base}/{rel.lstrip('/')}".rstrip("/")]
+        self.run(*args)
+        return target / base.lstrip("/")
 
     def backup(self, paths: list[Path], *, tags: list[str], host: str) -> Snapshot:
         args = ["backup", "--json", "--host", host]

@@ -16,7 +16,9 @@ part upload on a busy store may take that long to be acknowledged) and is tried 
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +31,7 @@ from botocore.config import Config
 
 from harness.blast import Fence
 from harness.errors import TargetUnreachable
-from harness.integrity import HashingReader, Readable, sha256_stream
+from harness.integrity import Readable, sha256_stream
 from harness.inventory import S3Target
 
 T = TypeVar("T")
@@ -61,6 +63,46 @@ class StoreError(TargetUnreachable):
     def __init__(self, message: str, code: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+#: Multipart geometry of every upload drillbook makes: the same as boto3's managed transfer with
+#: 16 MiB parts, so a restored object gets the ETag its original upload had (replication jobs
+#: that compare ETags then see nothing to copy again).
+PART_SIZE = 16 * 1024 * 1024
+MULTIPART_THRESHOLD = 8 * 1024 * 1024
+
+
+class PartBudget:
+    """At most ``parts`` part buffers alive at once, across every upload that shares it: what
+    bounds a restore's memory, whatever the artifact's size."""
+
+    def __init__(self, parts: int) -> None:
+        if parts < 1:
+            raise ValueError("a part budget needs at least one part")
+        self.parts = parts
+        self._sem = threading.BoundedSemaphore(parts)
+
+    def acquire(self) -> None:
+        self._sem.acquire()
+
+    def release(self) -> None:
+        self._sem.release()
+
+
+def read_part(stream: Readable, size: int) -> bytes:
+    """Up to ``size`` bytes, short only at the end of the stream (pipes return short reads)."""
+    first = stream.read(size)
+    if len(first) == size or not first:
+        return first
+    chunks = [first]
+    got = len(first)
+    while got < size:
+        more = stream.read(size - got)
+        if not more:
+            break
+        chunks.append(more)
+        got += len(more)
+    return b"".join(chunks)
 
 
 @dataclass(frozen=True)
@@ -97,7 +139,12 @@ class S3Store:
 
     def _make_client(self, connect_timeout: float, read_timeout: float, *, attempts: int) -> Any:
         cfg = Config(
-            s3={"addressing_style": "path"},
+            # The payload is not hashed a second time for the signature (botocore would SHA-256
+            # every part over plain HTTP) and no CRC is added where S3 does not require one:
+            # drillbook hashes every byte it sends or reads itself, against the manifest.
+            s3={"addressing_style": "path", "payload_signing_enabled": False},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
             signature_version="s3v4",
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
@@ -245,12 +292,89 @@ class S3Store:
                 Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}))
 
     def upload_stream(self, bucket: str, key: str, stream: Readable) -> tuple[str, int]:
-        """Upload a stream (multipart when large); returns the (sha256, size) of what was sent."""
+        """Upload a stream (multipart when large); returns the (sha256, size) of what was sent.
+        Memory stays under ``max_concurrency + 1`` parts, however large the object."""
+        with concurrent.futures.ThreadPoolExecutor(self.max_concurrency,
+                                                   thread_name_prefix="upload-part") as parts:
+            return self.upload_hashed(bucket, key, stream, parts=parts,
+                                      budget=PartBudget(self.max_concurrency + 1))
+
+    def upload_hashed(self, bucket: str, key: str, stream: Readable, *,
+                      parts: concurrent.futures.Executor, budget: PartBudget,
+                      part_size: int = PART_SIZE,
+                      threshold: int = MULTIPART_THRESHOLD) -> tuple[str, int]:
+        """Upload a stream, hashing it as it is read; returns (sha256, size) of what was sent.
+
+        Parts are read here, one at a time, and sent by ``parts`` (a pool shared by every
+        concurrent upload), so reading the next part overlaps sending the previous ones. Every
+        part buffer holds one unit of ``budget`` from before it is read until it is sent: memory
+        stays bounded by the budget, not by the object. Small objects go in one PUT; larger ones
+        in parts of ``part_size`` (the ETag boto3's managed upload would give). An upload that
+        fails is aborted, leaving no partial object."""
         self._may_write(bucket, key)
-        reader = HashingReader(stream)
-        self._call("upload", lambda: self._client.upload_fileobj(reader, bucket, key,
-                                                                 Config=self._transfer))
-        return reader.sha256, reader.size
+        h = hashlib.sha256()
+        budget.acquire()
+        try:
+            block = read_part(stream, part_size)
+        except BaseException:
+            budget.release()
+            raise
+        h.update(block)
+        size = len(block)
+        if size < min(threshold, part_size):
+            try:
+                self._call("put object", lambda: self._client.put_object(
+                    Bucket=bucket, Key=key, Body=block))
+            finally:
+                budget.release()
+            return h.hexdigest(), size
+        upload_id: str = self._call("create multipart upload", lambda: self._client
+                                    .create_multipart_upload(Bucket=bucket, Key=key))["UploadId"]
+        sent: list[concurrent.futures.Future[dict[str, Any]]] = []
+        try:
+            number = 1
+            while True:
+                sent.append(parts.submit(self._send_part, bucket, key, upload_id, number, block,
+                                         budget))
+                del block  # the part is the pool's now: its buffer goes when it is sent
+                budget.acquire()
+                try:
+                    block = read_part(stream, part_size)
+                except BaseException:
+                    budget.release()
+                    raise
+                if not block:
+                    budget.release()
+                    break
+                h.update(block)
+                size += len(block)
+                number += 1
+            done = [f.result() for f in sent]
+            self._call("complete multipart upload", lambda: self._client
+                       .complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                                  MultipartUpload={"Parts": done}))
+        except BaseException:
+            for f in sent:
+                if f.cancel():
+                    budget.release()  # never sent: _send_part will not give its unit back
+            concurrent.futures.wait(sent)
+            try:
+                self._client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            except botocore.exceptions.BotoCoreError:
+                pass  # the original error matters; an abandoned upload is reclaimed by lifecycle
+            except botocore.exceptions.ClientError:
+                pass
+            raise
+        return h.hexdigest(), size
+
+    def _send_part(self, bucket: str, key: str, upload_id: str, number: int, data: bytes,
+                   budget: PartBudget) -> dict[str, Any]:
+        try:
+            r = self._call("upload part", lambda: self._client.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data))
+            return {"PartNumber": number, "ETag": r["ETag"]}
+        finally:
+            budget.release()
 
     def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
         self._may_write(bucket, key)

@@ -1,0 +1,211 @@
+"""How fast does drillbook restore a model from backup, next to what an operator would script?
+
+For one lab at one model size, in the same run, it measures:
+
+- drillbook: ``drillbook run artifact-deletion --variant purge`` (a subprocess); the RTO read from
+  the drill's ``evidence.json``, and the drill process's own peak RSS (``VmHWM`` from
+  ``/proc/<pid>/status``, polled: restic and the other processes it starts are not counted);
+- naive: the script an operator would write: ``restic restore`` of the newest snapshot to a
+  scratch directory, then each file uploaded with boto3 (``upload_file``, 8 threads, 16 MiB
+  parts) to a scratch bucket, then ``sha256sum`` of the files;
+- lower: ``restic restore`` + ``sha256sum`` alone (no upload): what restic and the disk allow.
+
+    .venv/bin/python bench/restore.py --size 1GiB [--dir DIR | --reuse DIR] [--keep] [--core-only]
+
+``--reuse DIR`` uses the lab already running in DIR as it is (its model size is what it was made
+with; only the purge drill's own parts must be up) and leaves it running; otherwise a lab is brought up in ``--dir`` (default: a temporary directory) at
+``--size`` and destroyed afterwards unless ``--keep``. The last line is exactly::
+
+    restore: size=<MiB> drillbook=<s> naive=<s> lower=<s> ratio_naive=<x> peak_rss_mb=<n>
+
+Timings on a shared machine are noisy: compare the ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness.cli import parse_size
+from harness.targets.s3 import S3Store
+from lab.stack import Lab
+
+MiB = 1024 * 1024
+BENCH_BUCKET = "drillbook-bench"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def restic_env(lab: Lab) -> dict[str, str]:
+    s = lab.state
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RESTIC_", "AWS_"))}
+    env.update(RESTIC_REPOSITORY=lab.restic_repository, RESTIC_PASSWORD=s.restic_password,
+               AWS_ACCESS_KEY_ID=s.backup_key, AWS_SECRET_ACCESS_KEY=s.backup_secret,
+               RESTIC_CACHE_DIR=str(lab.root / "restic-cache"))
+    return env
+
+
+def restic_restore(lab: Lab, target: Path) -> Path:
+    snap = lab.restic().snapshots(path=str(lab.stage_dir))[-1]
+    subprocess.run(["restic", "--no-lock", "restore", snap.id, "--target", str(target),
+                    "--include", str(lab.stage_dir)], env=restic_env(lab), check=True,
+                   stdout=subprocess.DEVNULL)
+    return target / str(lab.stage_dir).lstrip("/")
+
+
+def sha256sum(directory: Path) -> None:
+    files = sorted(str(p) for p in directory.rglob("*") if p.is_file())
+    subprocess.run(["sha256sum", *files], check=True, stdout=subprocess.DEVNULL)
+
+
+def naive(lab: Lab, scratch: Path) -> float:
+    """restic restore + boto3 upload_file (8 threads, 16 MiB parts) + sha256sum, one after the
+    other, as a runbook script would do them."""
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+    s = lab.state
+    client: Any = boto3.client("s3", endpoint_url=lab.ceph.endpoint, region_name="default",
+                               aws_access_key_id=s.operator_key,
+                               aws_secret_access_key=s.operator_secret)
+    S3Store(lab.operator_target()).ensure_bucket(BENCH_BUCKET, versioned=False)
+    config = TransferConfig(multipart_chunksize=16 * MiB, max_concurrency=8)
+    t = time.monotonic()
+    root = restic_restore(lab, scratch)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        client.upload_file(str(path), BENCH_BUCKET, f"naive/{path.relative_to(root)}",
+                           Config=config)
+    sha256sum(root)
+    took = time.monotonic() - t
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        client.delete_object(Bucket=BENCH_BUCKET, Key=f"naive/{path.relative_to(root)}")
+    return took
+
+
+def lower(lab: Lab, scratch: Path) -> float:
+    t = time.monotonic()
+    sha256sum(restic_restore(lab, scratch))
+    return time.monotonic() - t
+
+
+def _peak_rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def drill(lab: Lab, evidence: Path) -> tuple[float, float, dict[str, Any]]:
+    """(RTO s, peak RSS MB of the drillbook process, the evidence document)."""
+    argv = [str(REPO / ".venv" / "bin" / "drillbook"), "run", "artifact-deletion", "--variant",
+            "purge", "--inventory", str(lab.inventory_path), "--evidence-dir", str(evidence),
+            "--quiet"]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    peak = [0]
+
+    def poll() -> None:
+        while proc.poll() is None:
+            got = _peak_rss_kib(proc.pid)
+            if got is not None:
+                peak[0] = max(peak[0], got)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    out, _ = proc.communicate()
+    watcher.join()
+    folders = sorted(evidence.glob("*/evidence.json"), key=lambda p: p.stat().st_mtime)
+    if not folders:
+        raise SystemExit(f"the drill wrote no evidence:\n{out.decode(errors='replace')}")
+    doc: dict[str, Any] = json.loads(folders[-1].read_text())
+    rto = doc.get("rto", {}).get("measured_s")
+    if doc.get("verdict") != "PASS" or rto is None:
+        raise SystemExit(f"the drill did not PASS ({doc.get('verdict')}): {doc.get('reasons')}")
+    return float(rto), peak[0] / 1024, doc
+
+
+def where_the_time_goes(doc: dict[str, Any], journal: Path) -> list[str]:
+    """The RTO breakdown, each step of every phase, and the pipeline's own events."""
+    lines = [f"  {k:32s} {v:7.2f} s" for k, v in doc.get("rto_breakdown_s", {}).items()]
+    records = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+    phases: dict[str, float] = {}
+    for r in records:
+        if r.get("type") == "step" and r.get("phase") not in ("runbook", "verify"):
+            phases[f"{r['phase']}:{r['name']}"] = float(r["duration_s"])
+    marks = [(r["event"], float(r["mono"])) for r in records
+             if r.get("type") == "event" and str(r.get("event", "")).startswith("phase.")]
+    for (name, t), (_, t_next) in itertools.pairwise(marks):
+        phases.setdefault(name.removeprefix("phase."), t_next - t)
+    lines += [f"  (outside RTO) {k:19s} {v:7.2f} s" for k, v in phases.items()]
+    for r in records:
+        if r.get("event") in ("pull.transferred", "restorable.proven", "capacity.checked"):
+            lines.append(f"  {r['event']}: {json.dumps(r.get('detail', {}), sort_keys=True)}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", default="1GiB", help="model size for a new lab (e.g. 256MiB)")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--reuse", type=Path, help="use the lab already in this directory")
+    where.add_argument("--dir", type=Path, help="bring a new lab up here")
+    ap.add_argument("--keep", action="store_true", help="leave a new lab running afterwards")
+    ap.add_argument("--core-only", action="store_true",
+                    help="bring up only what a purge drill needs (store, restic, one node): no "
+                         "backup/replication jobs, databases, registry or fleet")
+    args = ap.parse_args(argv)
+
+    made = args.reuse is None
+    root = args.reuse or args.dir or Path(tempfile.mkdtemp(prefix="drillbook-bench-lab-"))
+    lab = Lab(root, model_size=parse_size(args.size))
+    if args.core_only:
+        lab.components = []
+    try:
+        if made:
+            t = time.monotonic()
+            lab.up(progress=lambda m: print(m, flush=True))
+            print(f"lab up at {lab.state.model_size // MiB} MiB in {time.monotonic() - t:.1f} s")
+        elif lab.node_readiness() != "ready":
+            raise SystemExit(f"the lab in {root} is not serving (node: {lab.node_readiness()}); "
+                             f"run `drillbook lab --dir {root} up` first")
+        size_mib = lab.state.model_size // MiB
+        with tempfile.TemporaryDirectory(prefix="bench-", dir=root) as tmp:
+            scratch = Path(tmp)
+            t_naive = naive(lab, scratch / "naive")
+            print(f"naive (restic restore + boto3 8x16 MiB + sha256sum): {t_naive:.2f} s",
+                  flush=True)
+            t_lower = lower(lab, scratch / "lower")
+            print(f"lower bound (restic restore + sha256sum): {t_lower:.2f} s", flush=True)
+            shutil.rmtree(scratch / "naive", ignore_errors=True)
+            shutil.rmtree(scratch / "lower", ignore_errors=True)
+            rto, rss, doc = drill(lab, scratch / "evidence")
+            journal = max((scratch / "evidence").glob("*/journal.jsonl"),
+                          key=lambda p: p.stat().st_mtime)
+            journal_text = journal.read_text()
+        journal = root / "bench-last-journal.jsonl"
+        journal.write_text(journal_text)
+        print(f"drillbook purge RTO: {rto:.2f} s (verdict {doc['verdict']}); where it went:")
+        print("\n".join(where_the_time_goes(doc, journal)))
+        print(f"restore: size={size_mib} drillbook={rto:.2f} naive={t_naive:.2f} "
+              f"lower={t_lower:.2f} ratio_naive={rto / t_naive:.2f} peak_rss_mb={rss:.0f}")
+    finally:
+        if made and not args.keep:
+            lab.destroy()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

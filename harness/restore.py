@@ -1,0 +1,197 @@
+"""The restore pipeline: files out of a restic snapshot and into an object store, stages overlapped.
+
+::
+
+    restic dump FILE  (one process per file, ``files`` of them at a time)
+          │  pipe (1 MiB)
+          ▼
+    read a 16 MiB part ──► sha256.update ──► upload_part  (one pool of ``upload_threads``
+          ▲                                      │          shared by every file)
+          └──────── PartBudget (``parts``) ◄─────┘  a part's buffer is given back once sent
+
+No stage waits for a whole file: a part is on the wire while restic decrypts the next one and
+other files stream beside it. Every byte is hashed once, as it is read, and that hash is the
+runbook's verification (no second trip to the store for bytes the harness already saw). Memory
+is ``parts`` x 16 MiB whatever the artifact's size.
+
+``method="restore"`` is the other shape restic does fast: ``restic restore`` (restic's own
+parallel pack downloads) into a scratch directory, then the same hashed parallel uploads from
+disk. It needs scratch space the size of the files; ``dump`` needs none.
+
+Tuning comes from :class:`RestoreTuning` (``DRILLBOOK_RESTORE_*`` environment variables).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from harness.errors import UsageError
+from harness.integrity import CHUNK, Readable, sha256_stream
+from harness.targets.restic import ResticRepo
+from harness.targets.s3 import MULTIPART_THRESHOLD, PART_SIZE, PartBudget, S3Store
+
+METHODS = ("dump", "restore")
+K = TypeVar("K")
+R = TypeVar("R")
+#: opens one file's stream: restic's dump pipe, or a file restored to scratch disk
+Opener = Callable[[], AbstractContextManager[Readable]]
+
+
+@dataclass(frozen=True)
+class RestoreTuning:
+    """How wide the pipeline runs. Memory is bounded by ``parts`` x ``part_size``."""
+
+    files: int = 4  # files streaming at once (restic processes)
+    upload_threads: int = 6  # parts on the wire at once, all files together
+    parts: int = 8  # part buffers alive at once, all files together
+    part_size: int = PART_SIZE
+    method: str = "dump"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UsageError(f"restore method {self.method!r} is not one of {', '.join(METHODS)}")
+        if min(self.files, self.upload_threads, self.parts) < 1:
+            raise UsageError("restore concurrency settings must be at least 1")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RestoreTuning:
+        """``DRILLBOOK_RESTORE_FILES``, ``_UPLOAD_THREADS``, ``_PARTS``, ``_METHOD``."""
+        env = os.environ if env is None else env
+        base = cls()
+
+        def number(name: str, default: int) -> int:
+            raw = env.get(f"DRILLBOOK_RESTORE_{name}")
+            if raw is None:
+                return default
+            try:
+                return int(raw)
+            except ValueError as exc:
+                raise UsageError(f"DRILLBOOK_RESTORE_{name}={raw!r} is not a whole number") from exc
+
+        return cls(files=number("FILES", base.files),
+                   upload_threads=number("UPLOAD_THREADS", base.upload_threads),
+                   parts=number("PARTS", base.parts),
+                   method=env.get("DRILLBOOK_RESTORE_METHOD", base.method))
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One file restored: what was sent, hashed on the way."""
+
+    key: str
+    sha256: str
+    size: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    transfers: dict[str, Transfer]
+    method: str
+    seconds: float
+    restic_seconds: float  # restore method: the `restic restore` stage alone; dump: 0
+
+    @property
+    def bytes(self) -> int:
+        return sum(t.size for t in self.transfers.values())
+
+    def hashes(self) -> dict[str, tuple[str | None, int]]:
+        return {k: (t.sha256, t.size) for k, t in self.transfers.items()}
+
+
+def restore_to_store(repo: ResticRepo, snapshot_id: str, base_path: str,
+                     files: Mapping[str, str], store: S3Store, bucket: str, *,
+                     tuning: RestoreTuning | None = None,
+                     scratch: Path | None = None) -> RestoreReport:
+    """Restore ``files`` (path relative to ``base_path`` in the snapshot -> store key) into
+    ``bucket``; every object is hashed as it is sent. A file the snapshot lacks raises
+    TargetUnreachable (restic's error). Returns what was sent with its SHA-256."""
+    tuning = tuning or RestoreTuning.from_env()
+    started = time.monotonic()
+    budget = PartBudget(tuning.parts)
+    with concurrent.futures.ThreadPoolExecutor(tuning.upload_threads,
+                                               thread_name_prefix="restore-part") as parts:
+
+        def upload(key: str, opener: Opener) -> Transfer:
+            t = time.monotonic()
+            with opener() as stream:
+                sha, size = store.upload_hashed(
+                    bucket, key, stream, parts=parts, budget=budget, part_size=tuning.part_size,
+                    threshold=min(MULTIPART_THRESHOLD, tuning.part_size))
+            return Transfer(key, sha, size, time.monotonic() - t)
+
+        if tuning.method == "dump":
+            base = "/" + base_path.strip("/")
+            jobs = {key: _dump_opener(repo, snapshot_id, f"{base}/{rel}")
+                    for rel, key in files.items()}
+            transfers = _run_all(jobs, upload, tuning.files)
+            return RestoreReport(transfers, "dump", time.monotonic() - started, 0.0)
+        with _scratch_dir(scratch) as tmp:
+            t = time.monotonic()
+            root = repo.restore(snapshot_id, base_path, tmp, includes=sorted(files))
+            restic_s = time.monotonic() - t
+            jobs = {key: _file_opener(root / rel) for rel, key in files.items()}
+            transfers = _run_all(jobs, upload, max(tuning.files, tuning.upload_threads))
+        return RestoreReport(transfers, "restore", time.monotonic() - started, restic_s)
+
+
+def hash_from_backup(repo: ResticRepo, snapshot_id: str, base_path: str, rels: list[str], *,
+                     files: int = 4) -> dict[str, tuple[str, int]]:
+    """(sha256, size) of files in a snapshot, ``files`` restic streams at a time, nothing kept."""
+    base = "/" + base_path.strip("/")
+
+    def one(rel: str, opener: Opener) -> tuple[str, int]:
+        with opener() as stream:
+            return sha256_stream(stream, CHUNK)
+
+    return _run_all({rel: _dump_opener(repo, snapshot_id, f"{base}/{rel}") for rel in rels},
+                    one, files)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _dump_opener(repo: ResticRepo, snapshot_id: str, path: str) -> Opener:
+    return lambda: repo.dump(snapshot_id, path)
+
+
+def _file_opener(path: Path) -> Opener:
+    return lambda: path.open("rb")
+
+
+def _run_all(jobs: Mapping[K, Opener], fn: Callable[[K, Opener], R], width: int) -> dict[K, R]:
+    """Run ``fn`` over every job, ``width`` at a time; the first error cancels what has not
+    started and is raised once the running ones have stopped."""
+    out: dict[K, R] = {}
+    with concurrent.futures.ThreadPoolExecutor(max(1, min(width, len(jobs) or 1)),
+                                               thread_name_prefix="restore-file") as pool:
+        futures = {pool.submit(fn, k, opener): k for k, opener in jobs.items()}
+        try:
+            for f in concurrent.futures.as_completed(futures):
+                out[futures[f]] = f.result()
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+    return {k: out[k] for k in jobs}
+
+
+@contextmanager
+def _scratch_dir(parent: Path | None) -> Iterator[Path]:
+    """A private scratch directory (under ``parent`` when given), removed afterwards."""
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="drillbook-restore-", dir=parent))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
