@@ -192,6 +192,8 @@ class S3LeaseStore:
 
 
 def _no_bucket(exc: Exception) -> bool:
+    if getattr(exc, "code", None) == "NoSuchBucket":  # S3Store's StoreError
+        return True
     response: Any = getattr(exc, "response", None)
     return isinstance(response, dict) and response.get("Error", {}).get("Code") == "NoSuchBucket"
 

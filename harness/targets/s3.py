@@ -412,9 +412,8 @@ class S3Store:
             args["IfMatch"] = if_match
         try:
             r = self._call("conditional put", lambda: self._client.put_object(**args))
-        except botocore.exceptions.ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"} or \
+        except StoreError as exc:  # _call has turned the ClientError into the store's own code
+            if exc.code in {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"} or \
                     (if_match is not None and self.is_missing(exc)):
                 return None
             raise
@@ -424,7 +423,7 @@ class S3Store:
         """A small object's content and ETag, or None when it does not exist."""
         try:
             r = self._call("get object", lambda: self._client.get_object(Bucket=bucket, Key=key))
-        except botocore.exceptions.ClientError as exc:
+        except StoreError as exc:
             if self.is_missing(exc):
                 return None
             raise
