@@ -42,11 +42,13 @@ from harness.pytest_fixtures import (
     drill_inventory,
     drill_inventory_path,
     drill_lab,
+    drill_lease_resolver,
 )
 from harness.scenario import Scenario, discover, get_scenario
 
 __all__ = ["DrillInconclusive", "DrillSpec", "drill", "drill_adapters", "drill_case",
-           "drill_evidence_root", "drill_inventory", "drill_inventory_path", "drill_lab"]
+           "drill_evidence_root", "drill_inventory", "drill_inventory_path", "drill_lab",
+           "drill_lease_resolver"]
 
 MARKERS = (
     ("drill(scenario, variant=None, asset=None, overrides=None, reason=None): run this drill in "
