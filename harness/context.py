@@ -8,7 +8,7 @@ a test or a site can hand in other adapters.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -52,10 +52,18 @@ class Findings:
 class Adapters:
     """One adapter per inventory target, created on first use and shared within the drill."""
 
-    def __init__(self, inventory: Inventory, work_dir: Path) -> None:
+    def __init__(self, inventory: Inventory, work_dir: Path,
+                 provided: Mapping[str, object] | None = None) -> None:
+        """``provided`` hands in adapters by target name (in-memory fakes in unit tests, a
+        site's own client); any target not in it gets the real adapter built from the
+        inventory on first use."""
         self.inventory = inventory
         self.work_dir = work_dir
-        self._cache: dict[str, Any] = {}
+        unknown = set(provided or {}) - set(inventory.targets)
+        if unknown:
+            raise ValueError(f"adapters handed in for unknown target(s): "
+                             f"{', '.join(sorted(unknown))}")
+        self._cache: dict[str, Any] = dict(provided or {})
         self.fence: Fence | None = None
 
     def set_fence(self, fence: Fence | None) -> None:
@@ -63,7 +71,7 @@ class Adapters:
         blast radius (None lifts it)."""
         self.fence = fence
         for adapter in self._cache.values():
-            if isinstance(adapter, S3Store | Database):
+            if hasattr(adapter, "fence"):  # stores and databases, real or fake
                 adapter.fence = fence
 
     def s3(self, name: str) -> S3Store:
@@ -125,9 +133,15 @@ class Adapters:
         return cluster
 
     def node(self, name: str) -> NodeHost:
+        if name in self._cache:
+            host: NodeHost = self._cache[name]
+            return host
         return NodeHost(self.inventory.node(name))
 
     def orchestrator(self, name: str) -> Orchestrator:
+        if name in self._cache:
+            orch: Orchestrator = self._cache[name]
+            return orch
         return Orchestrator(self.inventory.orchestrator(name))
 
 

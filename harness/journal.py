@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,6 +28,29 @@ class Clock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
+
+
+class ManualClock(Clock):
+    """A clock that moves only when slept on or advanced: unit tests of scenarios run on it, so
+    waits cost no time and durations in the evidence are exact."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._mono = 1000.0
+        self._start = start or utc_now()
+
+    def mono(self) -> float:
+        return self._mono
+
+    def utc(self) -> datetime:
+        return self._start + timedelta(seconds=self._mono - 1000.0)
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("a clock does not go back")
+        self._mono += seconds
 
 
 class Journal:

@@ -97,16 +97,19 @@ def run_drill(inventory: Inventory, req: DrillRequest, *,
               overrides: Mapping[str, StepOverride] | None = None,
               clock: Clock | None = None, progress: Progress = print,
               sink: EvidenceSink | None = None,
-              lease_resolver: lease.Resolver | None = None) -> DrillResult:
+              lease_resolver: lease.Resolver | None = None,
+              adapters: Mapping[str, object] | None = None) -> DrillResult:
     """Run one drill end to end; ``sink`` writes and seals its evidence before signals are let
     go (without one, the caller writes it, unprotected). Raises UsageError for a bad request
     (before anything runs); every other outcome is expressed in the returned evidence.
-    Leases are kept in the inventory's targets unless ``lease_resolver`` says otherwise."""
+    Leases are kept in the inventory's targets unless ``lease_resolver`` says otherwise.
+    ``adapters`` hands in adapters by target name (fakes, a site's own clients); the rest are
+    built from the inventory."""
     validate_request(inventory, req)
     signals = DrillSignals().install()
     try:
         result = _run_drill(inventory, req, signals, overrides, clock or Clock(), progress, sink,
-                            lease_resolver)
+                            lease_resolver, adapters)
     finally:
         signals.uninstall()
     # a signal that came while the evidence was sealed: the evidence is complete, exit as stopped
@@ -115,7 +118,8 @@ def run_drill(inventory: Inventory, req: DrillRequest, *,
 
 def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
                overrides: Mapping[str, StepOverride] | None, clock: Clock, progress: Progress,
-               sink: EvidenceSink | None, lease_resolver: lease.Resolver | None) -> DrillResult:
+               sink: EvidenceSink | None, lease_resolver: lease.Resolver | None,
+               provided: Mapping[str, object] | None = None) -> DrillResult:
     drill_id = new_drill_id(clock, req.scenario.name)
     out_dir = req.evidence_root / drill_id
     out_dir.mkdir(parents=True, exist_ok=False)
@@ -123,7 +127,7 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
     asset = inventory.assets[req.asset_id]
     work_dir = req.evidence_root / ".work"
     ctx = DrillContext(drill_id=drill_id, inventory=inventory, asset=asset, variant=req.variant,
-                       journal=journal, adapters=Adapters(inventory, work_dir), clock=clock,
+                       journal=journal, adapters=Adapters(inventory, work_dir, provided), clock=clock,
                        work_dir=work_dir, progress=progress)
     signals.where = lambda: (ctx.phase.value, ctx.current_step)
     signals.waiting = lambda: _waiting_for(ctx, out_dir)
