@@ -77,18 +77,21 @@ class FakeRepo:
         return snap
 
     def rot(self, snapshot_id: str, rel_path: str) -> None:
-        """Flip a byte of one file in one snapshot, as a damaged pack file would: its tree still
-        lists the old content ids, and reading the file fails restic's chunk check."""
+        """Damage the stored chunk of one file, as a corrupt pack file would: every snapshot
+        that holds the same content (restic stores it once) is damaged with it. Trees still
+        list the old content ids; reading the file fails restic's chunk check."""
         with self._lock:
-            for snap, content in self._snaps:
-                if snap.id.startswith(snapshot_id):
-                    for p in content:
-                        if p.endswith("/" + rel_path.lstrip("/")):
-                            data = bytearray(content[p])
-                            data[len(data) // 2] ^= 0xFF
-                            content[p] = bytes(data)
-                            return
-        raise KeyError(f"{rel_path} not in snapshot {snapshot_id}")
+            snap = next((s for s, _ in self._snaps if s.id.startswith(snapshot_id)), None)
+            if snap is None:
+                raise KeyError(f"no snapshot {snapshot_id}")
+            path = f"{snap.paths[0]}/{rel_path.lstrip('/')}"
+            chunks = self._recorded[snap.id][path][1]
+            for s, content in self._snaps:
+                for p, (_, ids) in self._recorded[s.id].items():
+                    if ids == chunks:
+                        data = bytearray(content[p])
+                        data[len(data) // 2] ^= 0xFF
+                        content[p] = bytes(data)
 
     # -- helpers ---------------------------------------------------------------------------------
 
