@@ -1,6 +1,8 @@
 """The evidence of one drill (:class:`Evidence`), in the shape ``evidence.json`` has, and read
-back from it: ``Evidence.from_json(e.to_json()) == e`` and ``from_json(doc).to_json() == doc``
-for every document drillbook writes, so a re-rendered report shows what the drill recorded.
+back from it exactly: ``Evidence.from_json(doc).to_json() == doc`` for every document drillbook
+writes, and a record read from a document survives any number of further trips unchanged
+(``to_json`` rounds measured seconds to microseconds once; nothing else changes). So a re-rendered
+report shows exactly what the drill recorded.
 
 Sections and smoke results are typed (harness/model/sections.py, harness/model/results.py); a
 plain dict given for either (the older scenario API) is read into its type when the record is
@@ -131,6 +133,12 @@ class Evidence:
             raise EvidenceFormatError(
                 f"evidence {d.get('drill_id', '?')} has no objectives list: it was written by an "
                 f"older drillbook; run the drill again")
+        unknown = set(d) - _KNOWN_KEYS
+        if unknown:
+            # a field this drillbook does not model would be dropped on the way through: refuse
+            raise EvidenceFormatError(
+                f"evidence {d.get('drill_id', '?')} has field(s) this drillbook does not know: "
+                f"{', '.join(sorted(unknown))} (written by a newer drillbook?)")
         point = d.get("restore_point")
         verified = d.get("rto_verified")
         return cls(
@@ -167,6 +175,14 @@ class Evidence:
 
     def replace(self, **changes: Any) -> Evidence:
         return dataclasses.replace(self, **changes)
+
+
+_KNOWN_KEYS = frozenset((
+    "format", "drill_id", "scenario", "variant", "asset", "tier", "site", "verdict", "reasons",
+    "rto", "rto_verified", "rpo", "objectives", "rto_breakdown_s", "started_utc", "finished_utc",
+    "timeline", "steps", "integrity", "restore_point", "smoke", "reverted", "inventory",
+    "versions", "sections", "exercise", "runbook", "scope", "objectives_source", "baseline",
+    "deviations", "findings", "tool_versions", "environment"))
 
 
 def _seconds_map(value: object, where: str) -> dict[str, float]:
