@@ -79,7 +79,7 @@ def test_real_evidence_reads_back_exactly_and_renders(path: Path) -> None:
     assert ev.drill_id in html and f'id="verdict">{ev.verdict.value}<' in html
     cases = ET.fromstring(render_junit(ev).split("\n", 1)[1]).iter("testcase")
     assert [c.get("name") for c in cases] == [o.name for o in ev.objectives] + ["verdict"]
-    assert render_markdown(ev).startswith(f"### ")
+    assert render_markdown(ev).startswith("### ")
 
 
 def test_the_samples_cover_typed_generic_and_interruption_sections() -> None:
