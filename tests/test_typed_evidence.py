@@ -332,3 +332,13 @@ def test_an_unknown_sites_section_renders_as_a_key_value_table() -> None:
 def test_an_event_reads_back_exactly() -> None:
     ev = Event(3, "service.recovered", Phase.VERIFY, T0, 1234.5, {"at_utc": "x", "n": 1})
     assert Event.from_json(ev.to_json()) == ev
+
+
+def test_a_load_section_without_the_optional_fields_is_still_typed_and_exact() -> None:
+    kube = _load(Path(__file__).parent / "data" / "evidence" / "kube-gpu-node-loss.json")
+    load = kube["sections"]["load"]
+    sec = section_from_json("load", load)
+    assert isinstance(sec, LoadSection) and sec.endpoint and sec.phases is None
+    assert sec.to_json() == load
+    # a null where the type writes nothing would not come back as written: kept generic
+    assert isinstance(section_from_json("load", {**load, "phases": None}), GenericSection)

@@ -6,6 +6,10 @@ have its declared type. Strictness is what makes ``decode(encode(x)) == x`` and
 ``encode(decode(doc)) == doc`` exact: a document that does not fit is refused, never trimmed or
 padded with defaults (callers fall back to a generic record that keeps it as it is).
 
+A field declared with :func:`omitted_when_none` may be left out of the document: it reads as None,
+and None is written by leaving it out (a ``null`` written for it is refused, so the trip stays
+exact).
+
 Supported field types: ``str``, ``int``, ``float`` (an int is accepted and kept as it is),
 ``bool``, ``None`` in unions, ``tuple[X, ...]``, ``dict[str, X]``, ``Any`` (kept as it is), and
 nested dataclasses (their own ``from_json`` when they have one).
@@ -25,9 +29,22 @@ from harness.model.base import EvidenceFormatError, is_json_type
 R = TypeVar("R")
 
 
+_OMIT = "drillbook.omit-when-none"
+
+
+def omitted_when_none() -> Any:
+    """A dataclass field (default None) that the document leaves out when it is None."""
+    return dataclasses.field(default=None, metadata={_OMIT: True})
+
+
+def _omittable(f: dataclasses.Field[Any]) -> bool:
+    return bool(f.metadata.get(_OMIT))
+
+
 def encode_fields(record: Any) -> dict[str, Any]:
     """A dataclass's fields as a JSON object (nested values through :func:`encode`)."""
-    return {f.name: encode(getattr(record, f.name)) for f in dataclasses.fields(record)}
+    return {f.name: encode(getattr(record, f.name)) for f in dataclasses.fields(record)
+            if not (_omittable(f) and getattr(record, f.name) is None)}
 
 
 def encode(value: Any) -> Any:
@@ -89,11 +106,16 @@ def decode_record(cls: type[R], doc: Any, where: str) -> R:
     if not isinstance(doc, Mapping):
         raise EvidenceFormatError(f"{where}: expected an object, got {doc!r}")
     hints = _hints(cls)  # type: ignore[arg-type]
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    missing = [n for n in names if n not in doc]
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    names = [f.name for f in fields]
+    missing = [f.name for f in fields if f.name not in doc and not _omittable(f)]
     extra = [k for k in doc if k not in names]
     if missing or extra:
         raise EvidenceFormatError(f"{where}: fields do not match {cls.__name__} (missing: "
                                   f"{', '.join(missing) or 'none'}; unknown: "
                                   f"{', '.join(extra) or 'none'})")
-    return cls(**{n: decode(hints[n], doc[n], f"{where}.{n}") for n in names})
+    nulls = [f.name for f in fields if _omittable(f) and f.name in doc and doc[f.name] is None]
+    if nulls:
+        raise EvidenceFormatError(f"{where}: null given for {', '.join(nulls)}, which "
+                                  f"{cls.__name__} writes by leaving out")
+    return cls(**{n: decode(hints[n], doc[n], f"{where}.{n}") for n in names if n in doc})

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from harness.model.codec import omitted_when_none
 from harness.model.results import SloResult
 from harness.model.sections import TypedSection, register_section
 
@@ -93,10 +94,13 @@ class LoadSection(TypedSection):
     acceptance: AcceptanceWindow
     inference_rto_s: float | None
     failed_requests: int
-    failed_requests_total: int
     marks: dict[str, float | None]
     timeline: tuple[LoadSecond, ...]
-    phases: dict[str, Any]
+    #: the node-loss and site-loss drills record these; the Kubernetes drill records the
+    #: endpoint instead
+    failed_requests_total: int | None = omitted_when_none()
+    phases: dict[str, Any] | None = omitted_when_none()
+    endpoint: str | None = omitted_when_none()
 
     @property
     def slo(self) -> SloResult:
