@@ -84,5 +84,11 @@ def render_section(name: str, section: Section | Mapping[str, Any]) -> Markup:
         return render_value(dict(section))
     renderer = _RENDERERS.get(name)
     if renderer is not None:
-        return renderer(name, section)
+        try:
+            return renderer(name, section)
+        except Exception as exc:  # noqa: BLE001 - renderers may be a site's plug-ins
+            # a broken chart must not cost the auditor the report: show the data as a table
+            note = escape(f"the renderer for section {name!r} failed ({type(exc).__name__}: "
+                          f"{exc}); shown as a table")
+            return Markup(f'<p class="warn">{note}</p>') + render_value(section.to_json())
     return render_value(section.to_json())

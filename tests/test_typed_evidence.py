@@ -342,3 +342,18 @@ def test_a_load_section_without_the_optional_fields_is_still_typed_and_exact() -
     assert sec.to_json() == load
     # a null where the type writes nothing would not come back as written: kept generic
     assert isinstance(section_from_json("load", {**load, "phases": None}), GenericSection)
+
+
+def test_a_section_renderer_that_fails_leaves_the_data_as_a_table() -> None:
+    from reports import sections
+
+    def broken(name: str, section: Any) -> Any:
+        raise KeyError("max_p95_ms")
+
+    sections.register_section_renderer("unit-broken", broken)
+    try:
+        html = sections.render_section("unit-broken", GenericSection({"rows": 3}))
+    finally:
+        sections._RENDERERS.pop("unit-broken")
+    assert "renderer for section &#39;unit-broken&#39; failed (KeyError" in html
+    assert "<th>rows</th><td>3</td>" in html

@@ -6,7 +6,7 @@ have its declared type. Strictness is what makes ``decode(encode(x)) == x`` and
 ``encode(decode(doc)) == doc`` exact: a document that does not fit is refused, never trimmed or
 padded with defaults (callers fall back to a generic record that keeps it as it is).
 
-A field declared with :func:`omitted_when_none` may be left out of the document: it reads as None,
+A field declared ``field(default=None, metadata=OMITTED_WHEN_NONE)`` may be left out of the document: it reads as None,
 and None is written by leaving it out (a ``null`` written for it is refused, so the trip stays
 exact).
 
@@ -30,11 +30,8 @@ R = TypeVar("R")
 
 
 _OMIT = "drillbook.omit-when-none"
-
-
-def omitted_when_none() -> Any:
-    """A dataclass field (default None) that the document leaves out when it is None."""
-    return dataclasses.field(default=None, metadata={_OMIT: True})
+#: metadata of a dataclass field (default None) that the document leaves out when it is None
+OMITTED_WHEN_NONE: Mapping[str, Any] = types.MappingProxyType({_OMIT: True})
 
 
 def _omittable(f: dataclasses.Field[Any]) -> bool:

@@ -7,10 +7,10 @@ because the engine writes the first and the HTML report draws a chart from the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from harness.model.codec import omitted_when_none
+from harness.model.codec import OMITTED_WHEN_NONE
 from harness.model.results import SloResult
 from harness.model.sections import TypedSection, register_section
 
@@ -98,9 +98,9 @@ class LoadSection(TypedSection):
     timeline: tuple[LoadSecond, ...]
     #: the node-loss and site-loss drills record these; the Kubernetes drill records the
     #: endpoint instead
-    failed_requests_total: int | None = omitted_when_none()
-    phases: dict[str, Any] | None = omitted_when_none()
-    endpoint: str | None = omitted_when_none()
+    failed_requests_total: int | None = field(default=None, metadata=OMITTED_WHEN_NONE)
+    phases: dict[str, Any] | None = field(default=None, metadata=OMITTED_WHEN_NONE)
+    endpoint: str | None = field(default=None, metadata=OMITTED_WHEN_NONE)
 
     @property
     def slo(self) -> SloResult:

@@ -119,7 +119,7 @@ def measure_rpo(events: list[Event] | tuple[Event, ...], point: RestorePoint | N
         note = (f"restore point dated {after:.3f} s after the fault, within the clock tolerance "
                 f"of {tolerance_s:g} s")
     if definition is RpoDefinition.RESTORE_POINT_AGE:
-        return RpoMeasurement(max(-after, 0.0), definition, note=note)
+        return RpoMeasurement(-after if after < 0 else 0.0, definition, note=note)
     if point.oldest_lost_write is None:
         return RpoMeasurement(0.0, definition, note=note)
     lost_for = (t0.utc - point.oldest_lost_write).total_seconds()
