@@ -357,3 +357,13 @@ def test_a_section_renderer_that_fails_leaves_the_data_as_a_table() -> None:
         sections._RENDERERS.pop("unit-broken")
     assert "renderer for section &#39;unit-broken&#39; failed (KeyError" in html
     assert "<th>rows</th><td>3</td>" in html
+
+
+def test_typed_results_still_read_like_the_dicts_they_replace() -> None:
+    ev = Evidence.from_json(_load(Path(__file__).parent / "data" / "evidence" /
+                                  "gpu-node-loss.json"))
+    assert ev.smoke["identical_outputs"] == ev.smoke["golden_inputs"] > 0
+    assert "endpoint" in ev.smoke and ev.smoke.get("nothing") is None
+    load = ev.sections["load"]
+    assert load["marks"]["recovered_s"] == load.marks["recovered_s"]
+    assert load["timeline"][0]["since_t0_s"] == load.timeline[0].since_t0_s

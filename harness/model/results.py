@@ -68,6 +68,16 @@ class SmokeResult:
             return False, f"{total - same} of {total} golden outputs differ"
         return None, self.not_run_reason or "smoke test did not run"
 
+    # a read-only mapping view of the JSON, for code written when smoke results were a dict
+    def __getitem__(self, key: str) -> Scalar:
+        return self.to_json()[key]
+
+    def get(self, key: str, default: Scalar = None) -> Scalar:
+        return self.to_json().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.to_json()
+
     def to_json(self) -> dict[str, Scalar]:
         out: dict[str, Scalar] = {}
         for key in _SMOKE_FIELDS:
