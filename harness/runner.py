@@ -37,10 +37,12 @@ from harness.model import (
     Phase,
     TimelineEntry,
     Verdict,
-    compute_rto,
+    VerifiedRto,
     event_by_name,
     measure_rpo,
+    measure_rto,
     rto_breakdown,
+    section_from_json,
 )
 from harness.provenance import ExerciseInput, audit_record
 from harness.scenario import RunbookStep, Scenario
@@ -327,7 +329,8 @@ def _record_interruption(ctx: DrillContext, received: list[Received], injected: 
         return False
     reason, section = interruption_record(received, injected=injected, stopped=stopped,
                                           as_found=ctx.findings.reverted if injected else None)
-    ctx.findings.sections["interruption"] = section
+    # typed when it fits InterruptionSection; a shape it does not fit is still kept (generic)
+    ctx.findings.typed_sections["interruption"] = section_from_json("interruption", section)
     ctx.inconclusive(reason)
     return True
 
@@ -349,17 +352,21 @@ def _waiting_for(ctx: DrillContext, out_dir: Path) -> str:
 
 def build_evidence(ctx: DrillContext, req: DrillRequest, started: datetime, *,
                    scenario: Scenario | None = None, overrides: list[str] | None = None) -> Evidence:
-    """The evidence of a drill: RTO and RPO computed from the journal, every objective judged in
-    one list, and the verdict derived from that list (harness/verdict.py)."""
+    """The evidence of a drill: RTO (service and verified figures) and RPO computed from the
+    journal, every objective judged in one list, and the verdict derived from that list
+    (harness/verdict.py)."""
     events = ctx.journal.events
     targets = ctx.inventory.objectives_for(ctx.asset)
     point = ctx.findings.restore_point
-    rto = Objective.evaluate(compute_rto(events), targets.rto_s)
+    measured = measure_rto(events)
+    rto = Objective.of_rto(measured, targets.rto_s)
+    rto_verified = VerifiedRto.of(measured)
     rpo = Objective.of_rpo(measure_rpo(events, point), targets.rpo_s)
+    smoke, sections = ctx.findings.smoke_result(), ctx.findings.all_sections()
     judgement = judge(rto, rpo, Recorded(
-        events=events, integrity=ctx.journal.integrity, smoke=ctx.findings.smoke,
-        sections=ctx.findings.sections, reverted=ctx.findings.reverted,
-        failures=ctx.findings.failures, inconclusive=ctx.findings.inconclusive))
+        events=events, integrity=ctx.journal.integrity, smoke=smoke,
+        sections=sections, reverted=ctx.findings.reverted,
+        failures=ctx.findings.failures, inconclusive=ctx.findings.inconclusive), rto_verified)
     t0 = event_by_name(events, "fault.injected")
     timeline = tuple(
         TimelineEntry(e.name, e.utc, None if t0 is None else e.mono - t0.mono)
@@ -377,11 +384,12 @@ def build_evidence(ctx: DrillContext, req: DrillRequest, started: datetime, *,
         verdict=judgement.verdict, reasons=judgement.reasons, rto=rto, rpo=rpo,
         started=started, finished=ctx.clock.utc(),
         timeline=timeline, steps=tuple(ctx.journal.steps), integrity=tuple(ctx.journal.integrity),
-        restore_point=point, smoke=dict(ctx.findings.smoke),
+        restore_point=point, smoke=smoke,
         rto_breakdown=rto_breakdown(events, ctx.journal.steps), reverted=ctx.findings.reverted,
         inventory=str(ctx.inventory.path), versions=_versions(),
-        sections=dict(ctx.findings.sections), objectives=judgement.objectives,
+        sections=sections, objectives=judgement.objectives,
         audit=_with_deviations(audit, ctx.findings.deviations, judgement),
+        rto_verified=rto_verified,
     )
 
 
