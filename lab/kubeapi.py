@@ -37,16 +37,11 @@ from urllib.parse import parse_qs, urlparse
 
 import yaml
 
+from lab.kubeerrors import ApiError
+from lab.kubepatch import json_patch, match_fields, match_labels, merge_patch, strategic_merge
 from lab.kubeschema import SchemaError
-from lab.kubestore import (
-    ApiError,
-    KubeStore,
-    Obj,
-    json_patch,
-    match_fields,
-    match_labels,
-    merge_patch,
-)
+from lab.kubeservice import FALLBACK, ServiceProxy
+from lab.kubestore import KubeStore, Obj
 
 _PATH = re.compile(r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<ver>[^/]+))"
                    r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<res>[a-z]+)"
@@ -55,8 +50,10 @@ _KINDS = {"nodes": ("v1", "Node"), "pods": ("v1", "Pod"),
           "deployments": ("apps/v1", "Deployment"), "statefulsets": ("apps/v1", "StatefulSet"),
           "poddisruptionbudgets": ("policy/v1", "PodDisruptionBudget"),
           "leases": ("coordination.k8s.io/v1", "Lease"),
+          "services": ("v1", "Service"), "endpoints": ("v1", "Endpoints"),
           "inferenceservices": ("serving.kserve.io/v1beta1", "InferenceService")}
-_GROUPS = {"nodes": "v1", "pods": "v1", "deployments": "apps/v1", "statefulsets": "apps/v1",
+_GROUPS = {"nodes": "v1", "pods": "v1", "services": "v1", "endpoints": "v1",
+           "deployments": "apps/v1", "statefulsets": "apps/v1",
            "poddisruptionbudgets": "policy/v1", "leases": "coordination.k8s.io/v1",
            "inferenceservices": "serving.kserve.io/v1beta1"}
 BOOKMARK_EVERY_S = 1.0
@@ -94,7 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         api = self.server.api
-        api.calls.append((method, urlparse(self.path).path))
+        api.calls.append((method, self.path))
         if self.headers.get("Authorization") != f"Bearer {api.token}":
             self._send(401, status(401, "Unauthorized", "Unauthorized"))
             return
@@ -137,6 +134,10 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/_lab/compact" and method == "POST":
             store.compact()
             self._send(200, status(200, "", "compacted"))
+            return
+        kubelet = re.match(r"^/_lab/nodes/([^/]+)/kubelet$", url.path)
+        if kubelet and method == "POST":
+            self._kubelet(kubelet[1], q.get("reporting") in ("true", "1"), store)
             return
         m = _PATH.match(url.path)
         if m is None or m["res"] not in _KINDS:
@@ -188,6 +189,18 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             raise ApiError(405, "MethodNotAllowed", method)
 
+    def _kubelet(self, node: str, reporting: bool, store: KubeStore) -> None:
+        """The lab's stand-in for stopping or starting a node's kubelet (a real site does it
+        on the host: ``systemctl stop kubelet``): its heartbeats stop or resume."""
+        with store.cond:
+            store.get("nodes", None, node)
+            if reporting:
+                store.heartbeat.pop(node, None)
+            else:
+                store.heartbeat[node] = None
+        self._send(200, status(200, "", f"kubelet on {node} "
+                               f"{'reporting' if reporting else 'stopped'}"))
+
     def _patch(self, res: str, old: Obj, store: KubeStore) -> Obj:
         kind = (self.headers.get("Content-Type") or "").split(";")[0]
         body = self._body()
@@ -195,7 +208,8 @@ class _Handler(BaseHTTPRequestHandler):
             new = json_patch(old, body)
             expect = None
         elif kind in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
-            new = merge_patch(old, body)
+            new = (merge_patch(old, body) if kind == "application/merge-patch+json"
+                   else strategic_merge(old, body))
             expect = (body.get("metadata") or {}).get("resourceVersion")
             new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         else:
@@ -303,7 +317,9 @@ class KubeApi:
         self.store = store or KubeStore()
         self.token = token or secrets.token_hex(16)
         self.tick_s = tick_s
+        #: every request as (verb, path with query): the RBAC test maps them to verbs
         self.calls: list[tuple[str, str]] = []
+        self.proxies: dict[str, ServiceProxy] = {}
         #: every body served (path, JSON), watch events included: the contract tests check them
         self.responses: list[tuple[str, Obj]] = []
         self.stopping = threading.Event()
@@ -316,11 +332,31 @@ class KubeApi:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
     def start(self) -> KubeApi:
-        for fn in (self.httpd.serve_forever, self._controllers):
+        for fn in (lambda: self.httpd.serve_forever(poll_interval=0.05), self._controllers):
             t = threading.Thread(target=fn, daemon=True)
             t.start()
             self._threads.append(t)
+        self.expose()
         return self
+
+    def expose(self) -> None:
+        """A proxy for every LoadBalancer Service not yet served (the lab's MetalLB and
+        kube-proxy, :class:`lab.kubeservice.ServiceProxy`)."""
+        with self.store.cond:
+            services = list(self.store.objects.get("services", {}).values())
+        for svc in services:
+            meta, spec = svc["metadata"], svc["spec"]
+            key = f"{meta['namespace']}/{meta['name']}"
+            if spec.get("type") != "LoadBalancer" or key in self.proxies:
+                continue
+            self.proxies[key] = ServiceProxy(meta["namespace"], meta["name"],
+                                             int(spec["ports"][0]["port"]),
+                                             self._read_service).start()
+
+    def _read_service(self, ns: str, name: str) -> tuple[Obj | None, Obj | None]:
+        with self.store.cond:
+            return (self.store.objects.get("services", {}).get(f"{ns}/{name}"),
+                    self.store.objects.get("endpoints", {}).get(f"{ns}/{name}"))
 
     def _controllers(self) -> None:
         while not self.stopping.wait(self.tick_s):
@@ -330,6 +366,8 @@ class KubeApi:
         self.stopping.set()
         with self.store.cond:
             self.store.cond.notify_all()
+        for proxy in self.proxies.values():
+            proxy.stop()
         self.httpd.shutdown()
         self.httpd.server_close()
         for t in self._threads:
@@ -348,9 +386,15 @@ class KubeApi:
 
 
 def seed_fleet(store: KubeStore, *, gpu_nodes: int = 3, replicas: int = 2,
-               namespace: str = "inference", name: str = "lab-mlp") -> None:
+               namespace: str = "inference", name: str = "lab-mlp",
+               service_port: int | None = None, model: dict[str, str] | None = None,
+               fallback_model: dict[str, str] | None = None) -> None:
     """A small GPU fleet: ``gpu_nodes`` nodes with one GPU each, a CPU node, the predictor
-    Deployment of InferenceService ``name`` (one GPU per replica) and a budget of one."""
+    Deployment of InferenceService ``name`` (one GPU per replica) and a budget of one. With a
+    ``service_port``: a one-replica CPU fallback Deployment ``name``-cpu pinned to the CPU node,
+    its Service, and the predictor's LoadBalancer Service on that port, failing over to the
+    fallback while no predictor is ready. ``model``/``fallback_model`` become the containers'
+    environment (what :mod:`lab.kuberuntime` runs)."""
     with store.cond:
         for i in range(gpu_nodes + 1):
             gpu = i < gpu_nodes
@@ -368,13 +412,8 @@ def seed_fleet(store: KubeStore, *, gpu_nodes: int = 3, replicas: int = 2,
                            "conditions": [{"type": "Ready", "status": "True",
                                            "reason": "KubeletReady"}]}})
         labels = {"app": name, "serving.kserve.io/inferenceservice": name}
-        store.create("deployments", {
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": f"{name}-predictor", "namespace": namespace, "labels": labels},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [{
-                         "name": "kserve-container", "image": "drillbook/lab-mlp:lab",
-                         "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}}})
+        store.create("deployments", _deployment(f"{name}-predictor", namespace, labels,
+                                                replicas, {"nvidia.com/gpu": "1"}, model, None))
         store.create("poddisruptionbudgets", {
             "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
             "metadata": {"name": f"{name}-pdb", "namespace": namespace},
@@ -383,6 +422,49 @@ def seed_fleet(store: KubeStore, *, gpu_nodes: int = 3, replicas: int = 2,
             "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
             "metadata": {"name": name, "namespace": namespace},
             "spec": {"predictor": {"model": {"modelFormat": {"name": "safetensors"}}}}})
+        if service_port is None:
+            return
+        cpu_labels = {"app": f"{name}-cpu"}
+        store.create("deployments", _deployment(
+            f"{name}-cpu", namespace, cpu_labels, 1, None, fallback_model,
+            {"kubernetes.io/hostname": "cpu-0"}))
+        store.create("services", _service(f"{name}-cpu", namespace, cpu_labels, None, {}))
+        store.create("services", _service(name, namespace, labels, service_port,
+                                          {FALLBACK: f"{name}-cpu"}))
+
+
+def _deployment(name: str, ns: str, labels: dict[str, str], replicas: int,
+                limits: dict[str, str] | None, env: dict[str, str] | None,
+                node_selector: dict[str, str] | None) -> Obj:
+    container: Obj = {"name": "kserve-container", "image": "drillbook/lab-mlp:lab",
+                      "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+                      "readinessProbe": {"httpGet": {"path": "/v2/health/ready",
+                                                     "port": 8080}}}
+    if limits:
+        container["resources"] = {"limits": limits}
+    if env:
+        container["env"] = [{"name": k, "value": v} for k, v in sorted(env.items())]
+    pod_spec: Obj = {"containers": [container]}
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": pod_spec}}}
+
+
+def _service(name: str, ns: str, selector: dict[str, str], port: int | None,
+             annotations: dict[str, str]) -> Obj:
+    spec: Obj = {"selector": selector, "ports": [{"name": "http", "protocol": "TCP",
+                                                  "port": port or 80,
+                                                  "targetPort": "http"}]}
+    svc: Obj = {"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": ns,
+                             **({"annotations": annotations} if annotations else {})},
+                "spec": {**spec, "type": "LoadBalancer" if port else "ClusterIP"}}
+    if port:
+        svc["status"] = {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}
+    return svc
 
 
 def main(argv: list[str] | None = None) -> None:
