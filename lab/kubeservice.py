@@ -17,7 +17,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-
 Obj = dict[str, Any]
 POD_PORT = "lab.drillbook.io/port"
 FALLBACK = "lab.drillbook.io/fallback-service"

@@ -17,8 +17,8 @@ import secrets
 import threading
 import time
 from collections import deque
-from datetime import UTC, datetime
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from lab.kubeerrors import ApiError
@@ -301,19 +301,19 @@ class KubeStore:
         tolerates it for tolerationSeconds is evicted when that time has passed."""
         nodes = self.objects.get("nodes", {})
         seen: set[tuple[str, str]] = set()
-        for name, node in nodes.items():
-            for x in node["spec"].get("taints") or []:
+        for node_name, n in nodes.items():
+            for x in n["spec"].get("taints") or []:
                 if x["effect"] == "NoExecute":
-                    seen.add((name, x["key"]))
-                    self._taint_at.setdefault((name, x["key"]), t)
+                    seen.add((node_name, x["key"]))
+                    self._taint_at.setdefault((node_name, x["key"]), t)
         for gone in set(self._taint_at) - seen:
             del self._taint_at[gone]
         for pod in list(self.objects.get("pods", {}).values()):
             name = pod["spec"].get("nodeName") or ""
-            node = nodes.get(name)
-            if node is None or pod["metadata"].get("deletionTimestamp"):
+            found = nodes.get(name)
+            if found is None or pod["metadata"].get("deletionTimestamp"):
                 continue
-            for x in node["spec"].get("taints") or []:
+            for x in found["spec"].get("taints") or []:
                 if x["effect"] != "NoExecute":
                     continue
                 allowed = _tolerated_for(pod, x)
