@@ -80,7 +80,7 @@ def test_node_loss_passes_and_leaves_the_cluster_as_found(cluster: tuple[KubeApi
     if variant == "gpu-fault":
         assert kube["gpu_fault"]["simulated"] is True
         assert "not broken" in kube["gpu_fault"]["note"]
-        assert [s.name for s in ev.steps if s.phase.value == "runbook"][0] == "cordon-and-evict"
+        assert next(s.name for s in ev.steps if s.phase.value == "runbook") == "cordon-and-evict"
     assert ev.reverted and node_state(api) == before
 
 

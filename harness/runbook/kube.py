@@ -51,13 +51,20 @@ class PodWatcher:
     """Watches the workload's pods from before the fault; records per pod when it was lost
     (deleted or terminating on a victim node), bound to a node, and Ready (``clock`` seconds)."""
 
-    def __init__(self, kube: KubeCluster, namespace: str, selector: str, victims: set[str],
-                 want: int, timeout_s: float, clock: Callable[[], float]) -> None:
+    def __init__(self, kube: KubeCluster, namespace: str, selector: str, lost_from: set[str],
+                 want: int, timeout_s: float, clock: Callable[[], float], *,
+                 avoid: set[str] | None = None) -> None:
+        """``lost_from``: the nodes the fault hits; ``avoid``: nodes replacements must not
+        be on to count as recovered (default: ``lost_from``; a site loss brings the same
+        nodes back)."""
         self.kube, self.namespace, self.selector = kube, namespace, selector
-        self.victims, self.want, self.timeout_s, self.clock = victims, want, timeout_s, clock
+        self.lost_from = lost_from
+        self.avoid = lost_from if avoid is None else avoid
+        self.want, self.timeout_s, self.clock = want, timeout_s, clock
         self.lost: dict[str, float] = {}
         self.bound: dict[str, tuple[str, float]] = {}
         self.ready: dict[str, float] = {}
+        self.gone: dict[str, float] = {}
         self.before: set[str] = set()
         self.done = False
         self.error: BaseException | None = None
@@ -68,12 +75,16 @@ class PodWatcher:
     def _event(self, kind: str, obj: Any) -> None:
         p = pod_info(obj, self.kube.target.gpu_resource)
         t = self.clock()
-        if p.node in self.victims and p.key in self.before and (kind == "DELETED" or p.deleting):
+        if p.node in self.lost_from and p.key in self.before and (kind == "DELETED"
+                                                                  or p.deleting):
             self.lost.setdefault(p.key, t)
         if p.key not in self.before and p.node and p.key not in self.bound:
             self.bound[p.key] = (p.node, t)
         if p.key not in self.before and p.ready:
             self.ready.setdefault(p.key, t)
+        if p.key not in self.before and (kind == "DELETED" or p.deleting):
+            # a replacement lost in turn (bound to a node the fault reached a moment later)
+            self.gone.setdefault(p.key, t)
 
     def _recovered(self, cache: dict[str, Any]) -> bool:
         if not self.started.is_set():
@@ -84,7 +95,7 @@ class PodWatcher:
         pods = [pod_info(o, self.kube.target.gpu_resource) for o in cache.values()]
         live = [p for p in pods if not p.deleting]
         return bool(self.lost) and len(live) >= self.want and all(
-            p.ready and p.node not in self.victims for p in live)
+            p.ready and p.node not in self.avoid for p in live)
 
     def _run(self) -> None:
         try:
@@ -106,8 +117,12 @@ class PodWatcher:
         out: list[dict[str, Scalar]] = []
         for key, (node, bound) in sorted(self.bound.items(), key=lambda kv: kv[1][1]):
             ready = self.ready.get(key)
-            out.append({"pod": key, "node": node, "rescheduled_s": round(bound - t0, 3),
-                        "ready_s": None if ready is None else round(ready - t0, 3)})
+            entry: dict[str, Scalar] = {
+                "pod": key, "node": node, "rescheduled_s": round(bound - t0, 3),
+                "ready_s": None if ready is None else round(ready - t0, 3)}
+            if key in self.gone:
+                entry["deleted_s"] = round(self.gone[key] - t0, 3)
+            out.append(entry)
         return out
 
 
