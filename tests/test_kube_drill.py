@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kube_rbac import outside_role
 
 from harness.inventory import load_inventory
 from harness.model import Verdict
@@ -82,6 +83,8 @@ def test_node_loss_passes_and_leaves_the_cluster_as_found(cluster: tuple[KubeApi
         assert "not broken" in kube["gpu_fault"]["note"]
         assert next(s.name for s in ev.steps if s.phase.value == "runbook") == "cordon-and-evict"
     assert ev.reverted and node_state(api) == before
+    # least privilege: every call this drill made is allowed by deploy/rbac.yaml
+    assert len(api.calls) > 10 and outside_role(api.calls) == []
 
 
 def test_refused_when_the_other_gpus_cannot_hold_the_pods(cluster: tuple[KubeApi, Path],

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kube_rbac import outside_role
 
 from harness.inventory import load_inventory
 from harness.model import Verdict
@@ -91,6 +92,7 @@ def test_site_loss_passes_and_leaves_the_cluster_as_found(cluster: KubeApi, tmp_
     names = [s.name for s in ev.steps]  # type: ignore[attr-defined]
     assert names.index("confirm-fallback") < names.index("rebuild-site")
     assert nodes(cluster) == before
+    assert len(cluster.calls) > 10 and outside_role(cluster.calls) == []
 
 
 def test_site_loss_refused_beyond_the_blast_radius_limit(cluster: KubeApi,
