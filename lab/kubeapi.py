@@ -41,17 +41,12 @@ from lab.kubeerrors import ApiError
 from lab.kubepatch import json_patch, match_fields, match_labels, merge_patch, strategic_merge
 from lab.kubeschema import SchemaError
 from lab.kubeservice import FALLBACK, ServiceProxy
-from lab.kubestore import KubeStore, Obj
+from lab.kubestore import KINDS, KubeStore, Obj
 
 _PATH = re.compile(r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<ver>[^/]+))"
                    r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<res>[a-z]+)"
                    r"(?:/(?P<name>[^/]+))?(?:/(?P<sub>[a-z]+))?$")
-_KINDS = {"nodes": ("v1", "Node"), "pods": ("v1", "Pod"),
-          "deployments": ("apps/v1", "Deployment"), "statefulsets": ("apps/v1", "StatefulSet"),
-          "poddisruptionbudgets": ("policy/v1", "PodDisruptionBudget"),
-          "leases": ("coordination.k8s.io/v1", "Lease"),
-          "services": ("v1", "Service"), "endpoints": ("v1", "Endpoints"),
-          "inferenceservices": ("serving.kserve.io/v1beta1", "InferenceService")}
+_KINDS = KINDS
 _GROUPS = {"nodes": "v1", "pods": "v1", "services": "v1", "endpoints": "v1",
            "deployments": "apps/v1", "statefulsets": "apps/v1",
            "poddisruptionbudgets": "policy/v1", "leases": "coordination.k8s.io/v1",
@@ -153,6 +148,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._list(res, ns, q)
             elif method == "POST":
                 body = self._body()
+                if ns is not None:  # the API server takes the namespace from the path
+                    meta = body.setdefault("metadata", {})
+                    if meta.get("namespace", ns) != ns:
+                        raise ApiError(400, "BadRequest", "the namespace of the provided "
+                                       "object does not match the namespace sent on the request")
+                    meta["namespace"] = ns
                 with store.cond:
                     self._send(201, store.create(res, body))
             else:

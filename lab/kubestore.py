@@ -28,6 +28,12 @@ from lab.kubeservice import POD_PORT, endpoints_for
 
 Obj = dict[str, Any]
 GPU = "nvidia.com/gpu"
+KINDS = {"nodes": ("v1", "Node"), "pods": ("v1", "Pod"), "services": ("v1", "Service"),
+         "endpoints": ("v1", "Endpoints"), "deployments": ("apps/v1", "Deployment"),
+         "statefulsets": ("apps/v1", "StatefulSet"),
+         "poddisruptionbudgets": ("policy/v1", "PodDisruptionBudget"),
+         "leases": ("coordination.k8s.io/v1", "Lease"),
+         "inferenceservices": ("serving.kserve.io/v1beta1", "InferenceService")}
 #: the node lifecycle controller's taints (and the tolerations DefaultTolerationSeconds adds)
 UNREACHABLE = "node.kubernetes.io/unreachable"
 NOT_READY = "node.kubernetes.io/not-ready"
@@ -165,6 +171,8 @@ class KubeStore:
         if _key(obj) in self.objects.get(resource, {}):
             raise ApiError(409, "AlreadyExists", f'{resource} "{meta["name"]}" already exists')
         meta.update(uid=secrets.token_hex(16), creationTimestamp=now_iso())
+        if resource in KINDS:  # the API server serves every object with its kind
+            obj["apiVersion"], obj["kind"] = KINDS[resource]
         if resource == "pods":
             self._default_tolerations(obj)
         if resource in ("deployments", "statefulsets"):
