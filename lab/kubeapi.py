@@ -40,7 +40,8 @@ import yaml
 from lab.kubeerrors import ApiError
 from lab.kubepatch import json_patch, match_fields, match_labels, merge_patch, strategic_merge
 from lab.kubeschema import SchemaError
-from lab.kubeservice import FALLBACK, ServiceProxy
+from lab.kubeseed import seed_fleet
+from lab.kubeservice import ServiceProxy
 from lab.kubestore import KINDS, KubeStore, Obj
 
 _PATH = re.compile(r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<ver>[^/]+))"
@@ -386,93 +387,52 @@ class KubeApi:
         return path
 
 
-def seed_fleet(store: KubeStore, *, gpu_nodes: int = 3, replicas: int = 2,
-               namespace: str = "inference", name: str = "lab-mlp",
-               service_port: int | None = None, model: dict[str, str] | None = None,
-               fallback_model: dict[str, str] | None = None) -> None:
-    """A small GPU fleet: ``gpu_nodes`` nodes with one GPU each, a CPU node, the predictor
-    Deployment of InferenceService ``name`` (one GPU per replica) and a budget of one. With a
-    ``service_port``: a one-replica CPU fallback Deployment ``name``-cpu pinned to the CPU node,
-    its Service, and the predictor's LoadBalancer Service on that port, failing over to the
-    fallback while no predictor is ready. ``model``/``fallback_model`` become the containers'
-    environment (what :mod:`lab.kuberuntime` runs)."""
-    with store.cond:
-        for i in range(gpu_nodes + 1):
-            gpu = i < gpu_nodes
-            node = f"gpu-{i}" if gpu else "cpu-0"
-            store.create("nodes", {
-                "apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node,
-                                                      **({"drillbook.io/gpu": "true"}
-                                                         if gpu else {})}},
-                "spec": {},
-                "status": {"allocatable": {"cpu": "8", "memory": "32Gi",
-                                           "nvidia.com/gpu": "1" if gpu else "0"},
-                           "capacity": {"cpu": "8", "memory": "32Gi",
-                                        "nvidia.com/gpu": "1" if gpu else "0"},
-                           "conditions": [{"type": "Ready", "status": "True",
-                                           "reason": "KubeletReady"}]}})
-        labels = {"app": name, "serving.kserve.io/inferenceservice": name}
-        store.create("deployments", _deployment(f"{name}-predictor", namespace, labels,
-                                                replicas, {"nvidia.com/gpu": "1"}, model, None))
-        store.create("poddisruptionbudgets", {
-            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-            "metadata": {"name": f"{name}-pdb", "namespace": namespace},
-            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}})
-        store.create("inferenceservices", {
-            "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"predictor": {"model": {"modelFormat": {"name": "safetensors"}}}}})
-        if service_port is None:
-            return
-        cpu_labels = {"app": f"{name}-cpu"}
-        store.create("deployments", _deployment(
-            f"{name}-cpu", namespace, cpu_labels, 1, None, fallback_model,
-            {"kubernetes.io/hostname": "cpu-0"}))
-        store.create("services", _service(f"{name}-cpu", namespace, cpu_labels, None, {}))
-        store.create("services", _service(name, namespace, labels, service_port,
-                                          {FALLBACK: f"{name}-cpu"}))
+def serve(config_path: Path) -> None:
+    """``lab up``'s API server: pods are lab.node processes (see :mod:`lab.kubelab`)."""
+    import signal
 
+    from lab.kuberuntime import ProcessRuntime, RuntimeConfig
 
-def _deployment(name: str, ns: str, labels: dict[str, str], replicas: int,
-                limits: dict[str, str] | None, env: dict[str, str] | None,
-                node_selector: dict[str, str] | None) -> Obj:
-    container: Obj = {"name": "kserve-container", "image": "drillbook/lab-mlp:lab",
-                      "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
-                      "readinessProbe": {"httpGet": {"path": "/v2/health/ready",
-                                                     "port": 8080}}}
-    if limits:
-        container["resources"] = {"limits": limits}
-    if env:
-        container["env"] = [{"name": k, "value": v} for k, v in sorted(env.items())]
-    pod_spec: Obj = {"containers": [container]}
-    if node_selector:
-        pod_spec["nodeSelector"] = node_selector
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": ns, "labels": labels},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels}, "spec": pod_spec}}}
-
-
-def _service(name: str, ns: str, selector: dict[str, str], port: int | None,
-             annotations: dict[str, str]) -> Obj:
-    spec: Obj = {"selector": selector, "ports": [{"name": "http", "protocol": "TCP",
-                                                  "port": port or 80,
-                                                  "targetPort": "http"}]}
-    svc: Obj = {"apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": name, "namespace": ns,
-                             **({"annotations": annotations} if annotations else {})},
-                "spec": {**spec, "type": "LoadBalancer" if port else "ClusterIP"}}
-    if port:
-        svc["status"] = {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}
-    return svc
+    c = json.loads(config_path.read_text())
+    runtime = ProcessRuntime(RuntimeConfig(
+        endpoint=c["endpoint"], bucket=c["bucket"], region=c["region"],
+        access_key=c["access_key"], secret_key=c["secret_key"], directory=Path(c["directory"])))
+    api = KubeApi(KubeStore(runtime=runtime, notready_after_s=2.0, toleration_s=5,
+                            evict_grace_s=0.2))
+    model = {"MODEL_PREFIX": c["prefix"], "MODEL_NAME": c["model"],
+             "DEVICE_MS": str(c["device_ms"])}
+    fallback = {"MODEL_PREFIX": c["fallback_prefix"], "MODEL_NAME": c["fallback_model"],
+                "SERVE_AS": c["model"], "DEVICE_MS": str(c["fallback_device_ms"])}
+    seed_fleet(api.store, service_port=int(c["service_port"]), model=model,
+               fallback_model=fallback)
+    api.start()
+    api.write_kubeconfig(Path(c["kubeconfig"]))
+    signal.signal(signal.SIGTERM, lambda *_: api.stopping.set())
+    print(f"serving the lab Kubernetes API on {api.url}", flush=True)
+    try:
+        api.stopping.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        api.stop()
+        runtime.close()
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m lab.kubeapi", description=__doc__.split("\n")[0])
+    ap.add_argument("mode", nargs="?", choices=("seeded", "serve"), default="seeded",
+                    help="seeded: a small fleet without containers; serve: lab up's cluster")
     ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--kubeconfig", type=Path, required=True)
+    ap.add_argument("--kubeconfig", type=Path)
+    ap.add_argument("--config", type=Path, help="serve: the JSON config lab up writes")
     args = ap.parse_args(argv)
+    if args.mode == "serve":
+        if args.config is None:
+            ap.error("serve needs --config")
+        serve(args.config)
+        return
+    if args.kubeconfig is None:
+        ap.error("--kubeconfig is required")
     api = KubeApi(port=args.port)
     seed_fleet(api.store)
     api.start()

@@ -76,6 +76,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def _forward(self, method: str) -> None:
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else None
+        if self.path == "/_lab/serving":  # lab up's wait: the Service's own pods answer
+            ok = bool(ready_backends(self.server.proxy.read(self.server.proxy.namespace,
+                                                            self.server.proxy.name)[1]))
+            self._reply(200 if ok else 503, b"{}", "application/json")
+            return
         backend = self.server.proxy.pick()
         if backend is None:
             self._reply(503, b'{"error": "no ready endpoints"}', "application/json")

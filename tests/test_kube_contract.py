@@ -14,10 +14,11 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
-from kubernetes_validate import utils as kv_utils
-from referencing import Registry, Resource
 import pytest
 from kubernetes import client as k8s
+from kubernetes_validate import utils as kv_utils
+from referencing import Registry, Resource
+from test_kube import target
 
 from harness.targets.kube import DRILL_TAINT_KEY, KubeCluster, KubeNotFound, Taint
 from harness.targets.kube_model import Condition
@@ -25,7 +26,6 @@ from lab.kubeapi import KubeApi, seed_fleet
 from lab.kubeschema import validate as lab_validate
 from lab.kubestore import KubeStore
 from lab.procs import free_port
-from test_kube import target
 
 K8S_VERSION = "1.37.0"
 NS = "inference"
