@@ -403,8 +403,10 @@ def serve(config_path: Path) -> None:
              "DEVICE_MS": str(c["device_ms"])}
     fallback = {"MODEL_PREFIX": c["fallback_prefix"], "MODEL_NAME": c["fallback_model"],
                 "SERVE_AS": c["model"], "DEVICE_MS": str(c["fallback_device_ms"])}
-    seed_fleet(api.store, service_port=int(c["service_port"]), model=model,
-               fallback_model=fallback)
+    # three replicas on four GPU nodes: as much serving capacity per user as the process
+    # fleet has (three replicas), with one node spare so that losing one keeps capacity
+    seed_fleet(api.store, gpu_nodes=4, replicas=3, service_port=int(c["service_port"]),
+               model=model, fallback_model=fallback)
     api.start()
     api.write_kubeconfig(Path(c["kubeconfig"]))
     signal.signal(signal.SIGTERM, lambda *_: api.stopping.set())

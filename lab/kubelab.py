@@ -1,8 +1,8 @@
 """The lab's Kubernetes cluster: a lab component that serves the fleet as the Kubernetes API.
 
 ``lab up`` starts, in ``<lab>/kube/``, ``python -m lab.kubeapi serve``: the lab's API server
-(:mod:`lab.kubeapi`) with three one-GPU nodes and a CPU node, the ``lab-mlp`` predictor
-Deployment (two replicas, one GPU each) whose pods are real ``lab.node`` processes
+(:mod:`lab.kubeapi`) with four one-GPU nodes and a CPU node, the ``lab-mlp`` predictor
+Deployment (three replicas, one GPU each) whose pods are real ``lab.node`` processes
 (:mod:`lab.kuberuntime`: each pulls the model from the lab's S3 store, verifies it, loads, warms
 up), a one-replica CPU fallback Deployment on the CPU node serving the smaller fallback model
 under the same name, and the ``lab-mlp`` LoadBalancer Service on 127.0.0.1 that forwards to the
@@ -135,7 +135,7 @@ class KubeLab:
         targets = inventory["targets"]
         targets[CLUSTER] = {
             "kind": "kubernetes", "kubeconfig": cfg, "context": CONTEXT,
-            "namespaces": ["inference"], "max_nodes": 3, "drill_safe": True,
+            "namespaces": ["inference"], "max_nodes": 4, "drill_safe": True,
             "kubelet_stop": [*kubelet, "stop", "--kubeconfig", cfg, "--node", "{node}"],
             "kubelet_start": [*kubelet, "start", "--kubeconfig", cfg, "--node", "{node}"]}
         targets[FRONTEND] = {"kind": "inference", "url": self.url(lab), "model": MODEL_NAME,
