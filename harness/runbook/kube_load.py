@@ -139,16 +139,35 @@ class ServiceLoad:
             self.ctx.fail(f"golden outputs through the service: "
                           f"{len(self.golden.outputs) - same} differ")
 
+    def since(self, samples: list[SecondSample], slo: SLO) -> datetime:
+        """Where recovery is looked for: after the fault was detected and after the last
+        second that missed the SLO before the runbook finished. A cluster fault can take
+        seconds to hurt the service (NotReady after missed heartbeats, eviction after the
+        toleration time, a cordon the runbook makes): a window that held before the damage
+        is not a recovery."""
+        events = self.ctx.journal.events
+        detected = event_by_name(events, "fault.detected")
+        done = event_by_name(events, "recovery.completed")
+        start = max(self.t0(), detected.utc if detected else self.t0())
+        limit = done.utc if done else None
+        for smp in samples:
+            if (smp.utc >= self.t0() and (limit is None or smp.utc <= limit)
+                    and not slo_holds(smp, slo, self.base_rps)):
+                start = max(start, smp.end)
+        return start
+
     def _wait_recovered(self, slo: SLO) -> datetime | None:
         assert self.run is not None
         end = self.ctx.clock.mono() + slo.sustain_s + RECOVERY_SLACK_S
         while True:
-            at = recovered_at(self.run.samples(), slo, self.base_rps, self.t0())
+            got = self.run.samples()
+            at = recovered_at(got, slo, self.base_rps, self.since(got, slo))
             if at is not None or self.ctx.clock.mono() >= end or not self.run.running:
                 break
             self.ctx.clock.sleep(0.5)
         self.fault = self.run.stop()
-        return at if at is not None else recovered_at(self.fault, slo, self.base_rps, self.t0())
+        return at if at is not None else recovered_at(self.fault, slo, self.base_rps,
+                                                      self.since(self.fault, slo))
 
     def _gate(self, acc: dict[str, float | int | None], slo: SLO) -> list[str]:
         if not acc["requests"]:
@@ -176,8 +195,12 @@ class ServiceLoad:
                 reasons: list[str], degraded: bool) -> None:
         t0 = self.t0()
         during = [s for s in self.fault if s.end > t0]
-        marks: dict[str, float | None] = {"fault_s": 0.0, "recovered_s": None if rto is None
-                                          else round(rto, 3)}
+        marks: dict[str, float | None] = {
+            "fault_s": 0.0, "recovered_s": None if rto is None else round(rto, 3),
+            "recovery_searched_from_s": round(
+                (self.since(self.fault, slo) - t0).total_seconds(), 3),
+            "slo_missed_seconds": sum(1 for x in during
+                                      if not slo_holds(x, slo, self.base_rps))}
         if degraded:
             marks["degraded_s"] = self.degraded_at(slo)
         self.ctx.findings.sections["load"] = {
