@@ -91,7 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Run one drill: preflight, baseline, inject the fault, detect "
                                      "it, run the recovery runbook, verify, revert, write "
                                      "evidence/<drill-id>/.")
-    run.add_argument("scenario", type=a.name, help="scenario name (see `drillbook scenarios`)")
+    run.add_argument("scenario", type=a.name,
+                     help="scenario name (see `drillbook scenarios`); a Kubernetes cluster "
+                          "(asset kind kube-inference-service) is drilled with "
+                          "kube-gpu-node-loss and kube-inference-site-loss, the process fleet "
+                          "with gpu-node-loss and inference-site-loss")
     run.add_argument("--variant", type=a.name,
                      help="scenario variant (default: the scenario's first)")
     run.add_argument("--asset", type=a.name, help="asset id from the inventory (default: the "

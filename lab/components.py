@@ -61,3 +61,12 @@ COMPONENTS.append(_fleet)
 
 def components() -> list[LabComponent]:
     return [factory() for factory in COMPONENTS]
+
+
+def _kube() -> LabComponent:
+    from lab.kubelab import KubeLab  # the lab's Kubernetes API; needs the fleet's models
+
+    return KubeLab()
+
+
+COMPONENTS.append(_kube)

@@ -38,7 +38,7 @@ def assets(raw: Any, targets: dict[str, Target], file: Path, r: Reader) -> dict[
         p: Path_ = ("assets", i)
         m = r.mapping(item, p)
         if m.get("kind") == KUBE_ASSET_KIND:
-            aid, tier, cluster, work = parse_kube_asset(m, p, targets, r)
+            aid, tier, cluster, work = parse_kube_asset(m, p, targets, r, file)
             a = Asset(aid, tier, KUBE_ASSET_KIND, cluster, "", "", "", None, None, None, None,
                       workload=work)
         elif m.get("kind") in DB_ASSET_KINDS:
