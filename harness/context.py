@@ -19,6 +19,7 @@ from harness.errors import Inconclusive, StepFailed
 from harness.inventory import Asset, Inventory
 from harness.journal import Clock, Journal
 from harness.model import IntegrityCheck, Outcome, Phase, RestorePoint, Scalar, StepRecord
+from harness.params import ParamValues
 from harness.targets.database import Database
 from harness.targets.fleet import NodeHost, Orchestrator
 from harness.targets.inference import InferenceEndpoint
@@ -164,6 +165,8 @@ class DrillContext:
         self.declared: tuple[Touch, ...] = ()
         #: the step run_step is running (for the record of where a signal came)
         self.current_step: str | None = None
+        #: the scenario's parameters, resolved and validated (set by the runner)
+        self.params = ParamValues()
 
     # -- recording ---------------------------------------------------------------------------
 

@@ -525,10 +525,13 @@ class Scope:
     systems: tuple[ScopeSystem, ...]
     assets: tuple[ScopeAsset, ...]
     blast_radius: str
+    #: the scenario's parameters the drill ran with (harness/params.py)
+    params: dict[str, str | int | float | bool] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"site": self.site, "systems": [s.to_json() for s in self.systems],
-                "assets": [a.to_json() for a in self.assets], "blast_radius": self.blast_radius}
+                "assets": [a.to_json() for a in self.assets], "blast_radius": self.blast_radius,
+                "params": dict(self.params)}
 
 
 @dataclass(frozen=True)
