@@ -83,3 +83,12 @@ def test_the_guide_example_is_found_and_runs_against_the_lab(lab: Lab, tmp_path:
     again = drillbook(env, "run", "registry-alias-drift", "--inventory", str(lab.inventory_path),
                       "--evidence-dir", str(tmp_path / "ev3"), "--quiet")
     assert again.returncode == 0, again.stdout  # revert left the alias as found
+
+
+def test_the_readme_shows_the_example_as_it_is() -> None:
+    readme = (EXAMPLE.parent.parent / "README.md").read_text()
+    guide = readme.split("## Write your own scenario", 1)[1]
+    shown = guide.split("```python\n", 1)[1].split("```", 1)[0]
+    code = (EXAMPLE / "drillbook_registry_alias" / "__init__.py").read_text()
+    assert shown == code
+    assert len(code.splitlines()) <= 65 and len([x for x in code.splitlines() if x]) <= 50
