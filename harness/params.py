@@ -22,10 +22,13 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 #: a parameter's value: what YAML scalars, the command line and a marker can all give
 ParamValue = str | int | float | bool
 ParamType = type[str] | type[int] | type[float] | type[bool]
+
+_T = TypeVar("_T")
 
 #: where a value came from, strongest first
 SOURCES = ("command line", "marker", "inventory", "default")
@@ -132,33 +135,26 @@ class ParamValues:
     values: Mapping[str, ParamValue] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
 
-    def _get(self, name: str, want: type) -> ParamValue:
+    def _get(self, name: str, want: type[_T]) -> _T:
         if name not in self.values:
             raise KeyError(f"no parameter {name!r} (declared: {', '.join(self.values) or 'none'})")
         value = self.values[name]
-        if type(value) is not want:
+        # type(), not only isinstance: a bool is an int to isinstance
+        if not isinstance(value, want) or type(value) is not want:
             raise TypeError(f"parameter {name!r} is {type(value).__name__}, not {want.__name__}")
         return value
 
     def as_str(self, name: str) -> str:
-        value = self._get(name, str)
-        assert isinstance(value, str)
-        return value
+        return self._get(name, str)
 
     def as_int(self, name: str) -> int:
-        value = self._get(name, int)
-        assert isinstance(value, int)
-        return value
+        return self._get(name, int)
 
     def as_float(self, name: str) -> float:
-        value = self._get(name, float)
-        assert isinstance(value, float)
-        return value
+        return self._get(name, float)
 
     def as_bool(self, name: str) -> bool:
-        value = self._get(name, bool)
-        assert isinstance(value, bool)
-        return value
+        return self._get(name, bool)
 
     def to_json(self) -> dict[str, ParamValue]:
         return dict(self.values)

@@ -19,7 +19,7 @@ Anything later (schedules, restore tests) should use it too rather than call run
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,10 +52,6 @@ class DrillPlan:
     variant: str
     asset: Asset
     params: ParamValues
-
-    @property
-    def label(self) -> str:
-        return f"{self.scenario.name} ({self.variant}) on {self.asset.id}"
 
 
 @dataclass(frozen=True)
@@ -223,7 +219,3 @@ class DrillSession:
                          marker_params=marker_params)
         return self.run(plan, exercise=exercise, dry_run=dry_run, overrides=overrides)
 
-
-def describe_params(cls: type[Scenario]) -> Sequence[str]:
-    """One line per declared parameter (``drillbook scenarios``)."""
-    return [p.describe() for p in cls.params]

@@ -17,13 +17,15 @@
 
 from __future__ import annotations
 
+import argparse
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from harness.cli.drills import cmd_drill, cmd_run, cmd_scenarios
 from harness.cli.parser import EXIT_CODES, build_parser, err, parse_size
 from harness.cli.tools import (
     cmd_history,
+    cmd_inventory,
     cmd_keygen,
     cmd_lab,
     cmd_recover,
@@ -31,7 +33,6 @@ from harness.cli.tools import (
     cmd_verify,
 )
 from harness.errors import DrillbookError, InventoryError, UsageError
-from harness.inventory import load_inventory
 from harness.model import EXIT_INTERRUPTED, EXIT_USAGE, Verdict
 
 __all__ = ["EXIT_CODES", "build_parser", "main", "parse_size"]
@@ -50,28 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "scenarios":
-            return cmd_scenarios()
-        if args.command == "drill":
-            return cmd_drill(args)
-        if args.command == "inventory":
-            inv = load_inventory(args.path)
-            print(f"{inv.path}: valid ({len(inv.targets)} targets, {len(inv.assets)} assets)")
-            return 0
-        if args.command == "report":
-            return cmd_report(args)
-        if args.command == "keygen":
-            return cmd_keygen(args)
-        if args.command == "verify":
-            return cmd_verify(args)
-        if args.command == "history":
-            return cmd_history(args)
-        if args.command == "recover":
-            return cmd_recover(args)
-        if args.command == "lab":
-            return cmd_lab(args)
+        commands: dict[str, Callable[[argparse.Namespace], int]] = {
+            "run": cmd_run, "scenarios": cmd_scenarios, "drill": cmd_drill,
+            "inventory": cmd_inventory, "report": cmd_report, "keygen": cmd_keygen,
+            "verify": cmd_verify, "history": cmd_history, "recover": cmd_recover, "lab": cmd_lab}
+        return commands[args.command](args)
     except (InventoryError, UsageError) as exc:
         err(str(exc))
         return EXIT_USAGE
@@ -87,4 +71,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a path the options named that cannot be read or written: usage, nothing was done
         err(f"{exc.filename or args.command}: {exc.strerror or exc}")
         return EXIT_USAGE
-    return EXIT_USAGE

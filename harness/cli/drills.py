@@ -107,7 +107,7 @@ def _exercise_input(args: argparse.Namespace) -> ExerciseInput:
                          approver=args.approver)
 
 
-def cmd_scenarios() -> int:
+def cmd_scenarios(args: argparse.Namespace) -> int:
     for name, cls in sorted(discover().items()):
         print(f"{name:22} variants: {', '.join(cls.variants):14} {cls.summary}")
         for p in cls.params:

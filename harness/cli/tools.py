@@ -13,6 +13,14 @@ from typing import Any
 from harness.cli.drills import inventory_for
 from harness.cli.parser import progress
 from harness.errors import DrillbookError, UsageError
+from harness.inventory import load_inventory
+
+
+def cmd_inventory(args: argparse.Namespace) -> int:
+    """``drillbook inventory check PATH``."""
+    inv = load_inventory(args.path)
+    print(f"{inv.path}: valid ({len(inv.targets)} targets, {len(inv.assets)} assets)")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
