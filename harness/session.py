@@ -199,6 +199,8 @@ class DrillSession:
             if self.sink is not None:
                 self.sink(change(evidence), directory)
 
+        if isinstance(self.sink, EvidenceWriter):
+            self.sink.written = None  # a writer shared by several runs reports this one's
         req = DrillRequest(plan.scenario, plan.variant, plan.asset.id, self.evidence_root,
                            dry_run=dry_run, exercise=exercise or ExerciseInput(),
                            params=plan.params)
