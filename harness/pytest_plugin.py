@@ -49,8 +49,8 @@ from harness.pytest_fixtures import (
     drill_lab,
     drill_lease_resolver,
 )
-from harness.scenario import Scenario, discover, get_scenario
-from harness.session import DrillSession, EvidenceWriter, fitting, resolve_asset
+from harness.scenario import Scenario, discover, get_scenario, resolve_asset
+from harness.session import DrillSession, EvidenceWriter, fitting
 
 __all__ = ["DrillInconclusive", "DrillSpec", "drill", "drill_adapters", "drill_case",
            "drill_evidence_root", "drill_inventory", "drill_inventory_path", "drill_lab",

@@ -45,7 +45,7 @@ from harness.model import (
 from harness.params import Given, ParamError, ParamValues
 from harness.params import resolve as resolve_params
 from harness.provenance import ExerciseInput, audit_record
-from harness.scenario import RunbookStep, Scenario, why_not
+from harness.scenario import RunbookStep, Scenario, resolve_asset, variant_of
 from harness.signals import DrillSignals, Interrupted, Received, interruption_record
 from harness.verdict import Judgement, Recorded, judge
 
@@ -88,15 +88,8 @@ def validate_request(inventory: Inventory, req: DrillRequest) -> ParamValues:
     Scenario.applies_to), parameters the scenario does not declare or whose values it
     refuses. Returns the parameters the drill runs with."""
     cls = req.scenario
-    if req.variant not in cls.variants:
-        raise UsageError(f"scenario {cls.name!r} has no variant {req.variant!r} "
-                         f"(variants: {', '.join(cls.variants)})")
-    if req.asset_id not in inventory.assets:
-        raise UsageError(f"asset {req.asset_id!r} is not in {inventory.path} "
-                         f"(assets: {', '.join(inventory.assets)})")
-    reason = why_not(cls, inventory, inventory.assets[req.asset_id])
-    if reason is not None:
-        raise UsageError(reason)
+    variant_of(cls, req.variant)
+    resolve_asset(inventory, cls, req.asset_id)
     given = [] if req.params is None else [
         Given(req.params.sources.get(k, "request"), {k: v})
         for k, v in req.params.values.items() if req.params.sources.get(k) != "default"]

@@ -137,6 +137,35 @@ def why_not(cls: type[Scenario], inventory: Inventory, asset: Asset) -> str | No
 _BASE_RULE = Scenario.applies_to.__func__  # type: ignore[attr-defined]
 
 
+def resolve_asset(inventory: Inventory, cls: type[Scenario], asset_id: str | None) -> Asset:
+    """The asset named, if the scenario applies to it; else the only one it applies to. A
+    usage error saying why otherwise."""
+    if asset_id is None:
+        fits = [a for a in inventory.assets.values() if cls.applies_to(inventory, a)]
+        if len(fits) != 1:
+            names = ", ".join(a.id for a in fits) or "none"
+            raise UsageError(f"give the asset (--asset, or asset= in the drill marker): "
+                             f"{len(fits)} assets of {inventory.path} fit {cls.name} ({names})")
+        return fits[0]
+    if asset_id not in inventory.assets:
+        raise UsageError(f"asset {asset_id!r} is not in {inventory.path} "
+                         f"(assets: {', '.join(inventory.assets)})")
+    asset = inventory.assets[asset_id]
+    reason = why_not(cls, inventory, asset)
+    if reason is not None:
+        raise UsageError(reason)
+    return asset
+
+
+def variant_of(cls: type[Scenario], variant: str | None) -> str:
+    """The variant asked for (the scenario's first when None), if the scenario has it."""
+    chosen = variant or cls.variants[0]
+    if chosen not in cls.variants:
+        raise UsageError(f"scenario {cls.name!r} has no variant {chosen!r} "
+                         f"(variants: {', '.join(cls.variants)})")
+    return chosen
+
+
 def discover() -> dict[str, type[Scenario]]:
     """Every installed scenario by name, ours and the site's."""
     found: dict[str, type[Scenario]] = {}

@@ -34,7 +34,7 @@ from harness.params import Given, ParamError, ParamValues
 from harness.params import resolve as resolve_params
 from harness.provenance import ExerciseInput
 from harness.runner import DrillRequest, DrillResult, StepOverride, run_drill
-from harness.scenario import Scenario, discover, get_scenario, why_not
+from harness.scenario import Scenario, discover, get_scenario, resolve_asset, variant_of
 
 if TYPE_CHECKING:
     from reports.render import Written
@@ -120,25 +120,6 @@ def inventory_params(inventory: Inventory, asset: Asset, scenario: str) -> Given
                  located={p.name: (inventory.path, p.line, p.field) for p in settings.params})
 
 
-def resolve_asset(inventory: Inventory, cls: type[Scenario], asset_id: str | None) -> Asset:
-    """The asset named, if the scenario applies to it; else the only one it applies to."""
-    if asset_id is None:
-        fits = [a for a in inventory.assets.values() if cls.applies_to(inventory, a)]
-        if len(fits) != 1:
-            names = ", ".join(a.id for a in fits) or "none"
-            raise UsageError(f"give the asset (--asset, or asset= in the drill marker): "
-                             f"{len(fits)} assets of {inventory.path} fit {cls.name} ({names})")
-        return fits[0]
-    if asset_id not in inventory.assets:
-        raise UsageError(f"asset {asset_id!r} is not in {inventory.path} "
-                         f"(assets: {', '.join(inventory.assets)})")
-    asset = inventory.assets[asset_id]
-    reason = why_not(cls, inventory, asset)
-    if reason is not None:
-        raise UsageError(reason)
-    return asset
-
-
 class DrillSession:
     """Plans and runs drills on one inventory, writing each drill's folder under
     ``evidence_root`` and handing its evidence to ``sink``."""
@@ -168,10 +149,7 @@ class DrillSession:
         (``--param k=v``); ``marker_params`` typed values (``@pytest.mark.drill(params=)``)."""
         cls = get_scenario(scenario) if isinstance(scenario, str) else scenario
         chosen = self.asset_for(cls, asset)
-        variant = variant or cls.variants[0]
-        if variant not in cls.variants:
-            raise UsageError(f"scenario {cls.name!r} has no variant {variant!r} "
-                             f"(variants: {', '.join(cls.variants)})")
+        variant = variant_of(cls, variant)
         given = [Given("command line", dict(cli_params or {}), raw=True),
                  Given("marker", dict(marker_params or {}))]
         from_inventory = inventory_params(self.inventory, chosen, cls.name)
