@@ -330,3 +330,15 @@ def test_cli_run_refuses_before_anything_runs(run_cli: Any, tmp_path: Path,
     code, _, err = run_cli(*args)
     assert code == 3 and message in err, err
     assert Tunable.seen == [] and not (tmp_path / "ev").exists()
+
+
+def test_generated_pytest_cases_follow_the_same_rule(monkeypatch: pytest.MonkeyPatch,
+                                                     inventory: Inventory) -> None:
+    from harness import pytest_plugin
+
+    found = {"tunable": Tunable, "needs-backup": NeedsBackup,
+             "loose": type("Loose", (Tunable,), {"tiers": (1, 2)})}
+    monkeypatch.setattr(pytest_plugin, "discover", lambda: found)
+    cases = {(spec.id, tier) for spec, tier in pytest_plugin.drill_cases(inventory)}
+    assert cases == {("tunable-only-w", 1), ("tunable-other-w", 1), ("loose-only-w", 1),
+                     ("loose-other-w", 1), ("loose-only-w2", 2), ("loose-other-w2", 2)}
