@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := ceph-mon ceph-osd radosgw ceph-common restic haproxy postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: drill drill-quarterly test setup lab-deps test-deps venv lint clean lab-down
+.PHONY: drill drill-quarterly test typecheck setup lab-deps test-deps venv lint clean lab-down
 
 # Evidence is signed with the key in .keys/ (made on first use; never committed).
 SIGNING_KEY := .keys/drillbook-signing
@@ -31,8 +31,12 @@ endif
 drill-quarterly:
 	$(MAKE) drill QUARTERLY=1
 
-test: setup test-deps
+test: setup test-deps typecheck
 	$(BIN)/python -m pytest -q
+
+# The library and the README's example scenario (what a site's own `mypy --strict` sees).
+typecheck: venv
+	$(BIN)/mypy --strict harness scenarios reports examples/registry-alias
 
 setup: venv lab-deps
 

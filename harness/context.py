@@ -42,6 +42,7 @@ from harness.model import (
     iso,
     section_from_json,
 )
+from harness.params import ParamValues
 from harness.targets.database import Database
 from harness.targets.fleet import NodeHost, Orchestrator
 from harness.targets.inference import InferenceEndpoint
@@ -203,6 +204,8 @@ class DrillContext:
         self.declared: tuple[Touch, ...] = ()
         #: the step run_step is running (for the record of where a signal came)
         self.current_step: str | None = None
+        #: the scenario's parameters, resolved and validated (set by the runner)
+        self.params = ParamValues()
 
     # -- recording ---------------------------------------------------------------------------
 

@@ -162,6 +162,25 @@ Target = (S3Target | ResticTarget | InferenceTarget | PostgresTarget | MlflowTar
 
 
 @dataclass(frozen=True)
+class DrillParam:
+    """One scenario parameter an asset's ``drills:`` entry gives, with where it was written
+    (the scenario's declaration checks it only when that scenario runs)."""
+
+    name: str
+    value: str | int | float | bool
+    line: int
+    field: str
+
+
+@dataclass(frozen=True)
+class AssetDrill:
+    """An asset's settings for one scenario: ``drills: {scenario: {params: {...}}}``."""
+
+    scenario: str
+    params: tuple[DrillParam, ...] = ()
+
+
+@dataclass(frozen=True)
 class Asset:
     id: str
     tier: int
@@ -182,6 +201,11 @@ class Asset:
     nodes: tuple[str, ...] = ()
     fallback_golden: Path | None = None  # golden file of the degraded (fallback) model
     workload: KubeWorkload | None = None  # kube-inference-service assets (store: the cluster)
+    #: per-scenario settings (parameters) for drills of this asset
+    drills: tuple[AssetDrill, ...] = ()
+
+    def drill(self, scenario: str) -> AssetDrill | None:
+        return next((d for d in self.drills if d.scenario == scenario), None)
 
 
 @dataclass(frozen=True)
