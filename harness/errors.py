@@ -6,6 +6,7 @@ classes outside this one); tests/test_errors_tree.py compares this drawing with 
     DrillbookError                         root of every error drillbook raises on purpose
     ├── InventoryError                     bad inventory input: file, line, field (exit 3)
     ├── UsageError                         bad command-line or marker input (exit 3, nothing ran)
+    │   └── harness.model.base.EvidenceFormatError      an evidence document is malformed
     ├── Inconclusive                       a check could not run: never a pass
     │   ├── TargetUnreachable              an adapter could not talk to its system
     │   │   └── harness.targets.s3.StoreError           the store answered and refused

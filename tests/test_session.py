@@ -163,7 +163,7 @@ def test_annotate_changes_the_sealed_evidence(drills: DrillSession) -> None:
         return ev.replace(sections={**ev.sections, "note": {"by": "test"}})
 
     result = drills.run(drills.plan(Tunable), annotate=mark)
-    assert result.evidence.sections["note"] == {"by": "test"}
+    assert result.evidence.sections["note"].to_json() == {"by": "test"}
     doc = json.loads((result.directory / "evidence.json").read_text())
     assert doc["sections"]["note"] == {"by": "test"}
 
