@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import signal
 from collections.abc import Callable, Sequence
 
@@ -44,9 +45,16 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    """Built once per process: argparse asks gettext for every help string it registers, which
+    costs more than parsing (and a test session calls main() hundreds of times)."""
+    return build_parser()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0), or a bad value (EXIT_USAGE, see _Parser)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
