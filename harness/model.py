@@ -259,6 +259,26 @@ class ObjectiveResult:
 
 
 @dataclass(frozen=True)
+class HostCheck:
+    """One check of a host the drill depends on (harness/hosts): what was checked, what was
+    expected and what was found. ``ok`` is None when the check could not run. Never holds a key,
+    a password or a credential file's contents."""
+
+    host: str
+    backend: str
+    phase: Phase
+    check: str
+    expected: str
+    found: str
+    ok: bool | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"host": self.host, "backend": self.backend, "phase": self.phase.value,
+                "check": self.check, "expected": self.expected, "found": self.found,
+                "ok": self.ok}
+
+
+@dataclass(frozen=True)
 class TimelineEntry:
     event: str
     utc: datetime
@@ -306,6 +326,8 @@ class Evidence:
     #: what an auditor asks for beyond the measurements (see AuditRecord); None only for records
     #: built by hand in tests, never for a drill the runner ran
     audit: AuditRecord | None = None
+    #: the host checks of preflight and verify (harness/hosts), each also an objective
+    host_checks: tuple[HostCheck, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -333,6 +355,7 @@ class Evidence:
             "inventory": self.inventory,
             "versions": dict(self.versions),
             "sections": dict(self.sections),
+            "host_checks": [h.to_json() for h in self.host_checks],
             **({} if self.audit is None else self.audit.to_json()),
         }
 

@@ -22,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from harness import lease
+from harness.hosts import drill as host_checks
 from harness.blast import Fence, Touch, describe_all
 from harness.context import Adapters, DrillContext, Progress
 from harness.errors import GuardRefused, Inconclusive, UsageError
@@ -153,6 +154,7 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
             leases.acquire(scenario.touches())
             _phase(ctx, Phase.PREFLIGHT)
             _declare_blast_radius(ctx, scenario)
+            host_checks.preflight(ctx)
             scenario.preflight()
             _phase(ctx, Phase.BASELINE)
             scenario.baseline()
@@ -174,6 +176,7 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
             _phase(ctx, Phase.VERIFY)
             before = len(ctx.findings.failures) + len(ctx.findings.inconclusive)
             scenario.verify()
+            host_checks.verify(ctx)
             if len(ctx.findings.failures) + len(ctx.findings.inconclusive) == before and \
                     event_by_name(journal.events, "recovery.completed") is not None:
                 ctx.event("recovery.verified")
@@ -355,7 +358,8 @@ def build_evidence(ctx: DrillContext, req: DrillRequest, started: datetime, *,
     judgement = judge(rto, rpo, Recorded(
         events=events, integrity=ctx.journal.integrity, smoke=ctx.findings.smoke,
         sections=ctx.findings.sections, reverted=ctx.findings.reverted,
-        failures=ctx.findings.failures, inconclusive=ctx.findings.inconclusive))
+        failures=ctx.findings.failures, inconclusive=ctx.findings.inconclusive,
+        host_checks=host_checks.recorded(ctx)))
     t0 = event_by_name(events, "fault.injected")
     timeline = tuple(
         TimelineEntry(e.name, e.utc, None if t0 is None else e.mono - t0.mono)
@@ -378,6 +382,7 @@ def build_evidence(ctx: DrillContext, req: DrillRequest, started: datetime, *,
         inventory=str(ctx.inventory.path), versions=_versions(),
         sections=dict(ctx.findings.sections), objectives=judgement.objectives,
         audit=_with_deviations(audit, ctx.findings.deviations, judgement),
+        host_checks=host_checks.recorded(ctx),
     )
 
 

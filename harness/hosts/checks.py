@@ -1,0 +1,229 @@
+"""The built-in host checks, each returning what was checked, expected and found.
+
+- :func:`free_space`: a restore or cache path has at least the artifact's size times a factor;
+- :func:`tool_version`: a tool the runbook needs exists at the version the inventory pins;
+- :func:`credential_file`: exists, readable by its owner only, younger than its rotation age;
+- :func:`clock`: the host's clock against the drill host's, within a declared tolerance (RPO is
+  computed from wall clocks on different hosts);
+- :func:`serving`: the serving process runs, listens on its port, and (after recovery) its
+  loaded files hash to the manifest;
+- :func:`mount`: a declared mount is mounted (read-write when it must be writable).
+
+A check that cannot run returns ``ok=None`` (never a pass). ``fix`` says what to do when a check
+is missed; it is what a preflight refusal tells the operator.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from harness.errors import TargetUnreachable
+from harness.hosts.backend import Host
+from harness.hosts.spec import CredentialFile, MountSpec, Serving, SpacePath
+from harness.integrity import Manifest
+
+Now = Callable[[], datetime]
+
+#: how each pinned tool states its version (anything else: ``<tool> --version``)
+VERSION_COMMANDS = {"restic": "version", "haproxy": "-v", "pg_restore": "--version",
+                    "radosgw-admin": "--version", "ceph": "--version", "psql": "--version"}
+_VERSION = re.compile(r"\d+(?:\.\d+)+")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str
+    expected: str
+    found: str
+    ok: bool | None
+    fix: str = ""
+
+
+def size(n: float) -> str:
+    """Bytes for a person: ``1.9 GiB``, ``640 KiB``, ``12 B``."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def _unreachable(check: str, expected: str, exc: TargetUnreachable) -> CheckResult:
+    return CheckResult(check, expected, f"could not run: {exc}", None,
+                       f"make the host reachable: {exc}")
+
+
+def free_space(host: Host, p: SpacePath, artifact: str, artifact_bytes: int | None
+               ) -> CheckResult:
+    """Free bytes at ``p.path`` against ``artifact_bytes * p.factor`` (and ``min_free_bytes``)."""
+    check = f"free-space {p.path}"
+    if artifact_bytes is None and p.min_free_bytes == 0:
+        return CheckResult(check, f"{artifact} size x {p.factor:g}", "the artifact's size is "
+                           "unknown (no manifest)", None,
+                           f"declare min_free_bytes for {p.path} on {host.name}")
+    need = max(p.min_free_bytes, math.ceil((artifact_bytes or 0) * p.factor))
+    why = (f"the {artifact} is {size(artifact_bytes)}" + (f" x {p.factor:g}" if p.factor != 1
+                                                          else "")
+           if artifact_bytes is not None else f"min_free_bytes {size(p.min_free_bytes)}")
+    expected = f">= {size(need)} free ({why})"
+    try:
+        df = host.run("df -PB1 -- %s", p.path)
+        if df.rc != 0:
+            return CheckResult(check, expected, f"cannot stat {p.path}: {df.stderr.strip()}",
+                               False, f"create {p.path} on {host.name} (or fix the inventory)")
+        free = int(df.stdout.strip().splitlines()[-1].split()[3])
+        budget = ""
+        if p.capacity_bytes is not None:
+            du = host.run("du -sb -- %s", p.path)
+            if du.rc != 0:
+                return CheckResult(check, expected, f"cannot measure {p.path}: "
+                                   f"{du.stderr.strip()}", None, f"check {p.path} on {host.name}")
+            used = int(du.stdout.split()[0])
+            budget = f" (holds {size(used)} of its {size(p.capacity_bytes)})"
+            free = min(free, p.capacity_bytes - used)
+    except TargetUnreachable as exc:
+        return _unreachable(check, expected, exc)
+    except (ValueError, IndexError):
+        return CheckResult(check, expected, "df/du output not understood", None,
+                           f"check df and du on {host.name}")
+    ok = free >= need
+    found = f"{size(max(free, 0))} free{budget}"
+    return CheckResult(check, expected, found, ok,
+                       "" if ok else f"{host.name}: {p.path} has {size(max(free, 0))} free, "
+                                     f"{why}: free or expand it to {size(need)}")
+
+
+def _version_matches(pin: str, found: str) -> bool:
+    want = pin.split(".")
+    return found.split(".")[:len(want)] == want
+
+
+def tool_version(host: Host, tool: str, pin: str) -> CheckResult:
+    check, expected = f"tool {tool}", f"version {pin}"
+    args = VERSION_COMMANDS.get(tool.rsplit("/", 1)[-1], "--version")
+    try:
+        where = host.run("command -v %s", tool)
+        if where.rc != 0:
+            return CheckResult(check, expected, "not installed", False,
+                               f"{host.name}: install {tool} {pin} (the runbook needs it)")
+        out = host.run(f"%s {args}", tool)
+    except TargetUnreachable as exc:
+        return _unreachable(check, expected, exc)
+    m = _VERSION.search(out.stdout + "\n" + out.stderr)
+    if out.rc != 0 or m is None:
+        return CheckResult(check, expected, f"`{tool} {args}` gave no version", None,
+                           f"{host.name}: check that {tool} runs")
+    ok = _version_matches(pin, m.group())
+    return CheckResult(check, expected, f"version {m.group()}", ok,
+                       "" if ok else f"{host.name}: {tool} is {m.group()}, the inventory pins "
+                                     f"{pin}: install {pin} or update the pin")
+
+
+def credential_file(host: Host, c: CredentialFile, now: Now) -> CheckResult:
+    """Mode, owner and age only: the file's contents are never read."""
+    check = f"credential-file {c.path}"
+    days = c.max_age_s / 86400
+    expected = f"exists, mode 0600 or stricter, younger than {days:g} days"
+    try:
+        f = host.ti.file(c.path)
+        if not host.call(lambda: f.exists):
+            return CheckResult(check, expected, "missing", False,
+                               f"{host.name}: credential file {c.path} is missing")
+        mode = int(host.call(lambda: f.mode))
+        owner = str(host.call(lambda: f.user))
+        mtime = host.call(lambda: f.mtime)
+    except TargetUnreachable as exc:
+        return _unreachable(check, expected, exc)
+    age_s = (now() - mtime.replace(tzinfo=None).astimezone(UTC)).total_seconds()
+    found = f"mode {mode:04o}, owner {owner}, {age_s / 86400:.2f} days old"
+    if mode & 0o077:
+        return CheckResult(check, expected, found, False,
+                           f"{host.name}: credential file {c.path} is mode {mode:04o} (readable "
+                           f"or writable by others than {owner}): chmod 600 {c.path}")
+    if age_s > c.max_age_s:
+        return CheckResult(check, expected, found, False,
+                           f"{host.name}: credential file {c.path} is {age_s / 86400:.1f} days "
+                           f"old, past its rotation age of {days:g} days: rotate it")
+    return CheckResult(check, expected, found, True)
+
+
+def clock(host: Host, tolerance_s: float, now: Now, declared_in: str = "") -> CheckResult:
+    """The host's clock against the drill host's. Only a bound can be measured: the offset
+    plus half the round trip must be within the tolerance."""
+    check, expected = "clock", f"within {tolerance_s:g} s of the drill host"
+    try:
+        before = now()
+        out = host.run("date -u +%s.%N")  # no args: testinfra leaves % as is
+        after = now()
+    except TargetUnreachable as exc:
+        return _unreachable(check, expected, exc)
+    try:
+        remote = float(out.stdout.strip())
+    except ValueError:
+        return CheckResult(check, expected, "`date +%s.%N` not understood", None,
+                           f"{host.name}: check that GNU date runs")
+    half = (after - before).total_seconds() / 2
+    offset = remote - (before.timestamp() + half)
+    bound = abs(offset) + half
+    ok = bound <= tolerance_s
+    where = f" (declared in {declared_in})" if declared_in else ""
+    found = f"offset {offset:+.3f} s (+/- {half:.3f} s)"
+    return CheckResult(check, expected, found, ok,
+                       "" if ok else f"{host.name}: clock is {offset:+.3f} s (+/- {half:.3f} s) "
+                                     f"off the drill host, beyond the tolerance of "
+                                     f"{tolerance_s:g} s{where}: synchronise it "
+                                     f"(chrony/timesyncd); RPO uses both clocks")
+
+
+def serving(host: Host, s: Serving, manifest: Manifest | None) -> list[CheckResult]:
+    out: list[CheckResult] = []
+    try:
+        proc = host.run("pgrep -f -- %s", s.process)
+        out.append(CheckResult(f"process {s.process}", "running",
+                               "running" if proc.rc == 0 else "not running", proc.rc == 0,
+                               f"{host.name}: start the serving process ({s.process})"))
+        listening = bool(host.call(lambda: host.ti.socket(f"tcp://{s.port}").is_listening))
+        out.append(CheckResult(f"listening tcp/{s.port}", "listening",
+                               "listening" if listening else "not listening", listening,
+                               f"{host.name}: nothing listens on tcp/{s.port}"))
+        if manifest is not None and s.loaded_dir is not None:
+            out.append(_loaded_files(host, s.loaded_dir, manifest))
+    except TargetUnreachable as exc:
+        out.append(_unreachable(f"process {s.process}", "running", exc))
+    return out
+
+
+def _loaded_files(host: Host, directory: str, manifest: Manifest) -> CheckResult:
+    check = f"loaded-files {directory}"
+    expected = f"{len(manifest.files)} files hash to the manifest"
+    res = host.run("find -L %s -type f -exec sha256sum {} +", directory)
+    found: dict[str, set[str]] = {}
+    for line in res.stdout.splitlines():
+        digest, _, path = line.partition("  ")
+        found.setdefault(digest, set()).add(path)
+    good = sum(1 for f in manifest.files
+               if any(p.endswith("/" + f.path) for p in found.get(f.sha256, ())))
+    ok = good == len(manifest.files)
+    return CheckResult(check, expected, f"{good} of {len(manifest.files)} match", ok,
+                       f"{host.name}: the files under {directory} do not match the manifest: "
+                       f"reload the model")
+
+
+def mount(host: Host, m: MountSpec) -> CheckResult:
+    check = f"mount {m.path}"
+    expected = "mounted read-write" if m.writable else "mounted"
+    try:
+        mp = host.ti.mount_point(m.path)
+        if not host.call(lambda: mp.exists):
+            return CheckResult(check, expected, "not mounted", False,
+                               f"{host.name}: mount {m.path}")
+        options = list(host.call(lambda: mp.options))
+    except TargetUnreachable as exc:
+        return _unreachable(check, expected, exc)
+    rw = "rw" in options
+    ok = rw or not m.writable
+    return CheckResult(check, expected, f"mounted {'rw' if rw else 'ro'}", ok,
+                       "" if ok else f"{host.name}: {m.path} is mounted read-only: remount it rw")
