@@ -181,11 +181,12 @@ def clock(host: Host, tolerance_s: float, now: Now, declared_in: str = "") -> Ch
 def serving(host: Host, s: Serving, manifest: Manifest | None) -> list[CheckResult]:
     out: list[CheckResult] = []
     try:
-        proc = host.run("pgrep -f -- %s", s.process)
+        # the shell running pgrep has the pattern in its own command line: leave it out
+        proc = host.run('pgrep -f -- %s | grep -qvx "$$"', s.process)
         out.append(CheckResult(f"process {s.process}", "running",
                                "running" if proc.rc == 0 else "not running", proc.rc == 0,
                                f"{host.name}: start the serving process ({s.process})"))
-        listening = bool(host.call(lambda: host.ti.socket(f"tcp://{s.port}").is_listening))
+        listening = _listening(host, s.port)
         out.append(CheckResult(f"listening tcp/{s.port}", "listening",
                                "listening" if listening else "not listening", listening,
                                f"{host.name}: nothing listens on tcp/{s.port}"))
@@ -194,6 +195,15 @@ def serving(host: Host, s: Serving, manifest: Manifest | None) -> list[CheckResu
     except TargetUnreachable as exc:
         out.append(_unreachable(f"process {s.process}", "running", exc))
     return out
+
+
+def _listening(host: Host, port: int) -> bool:
+    # any local address: testinfra's tcp://PORT means the wildcard address only
+    out = host.run("ss -Hltn")
+    if out.rc != 0:
+        raise TargetUnreachable(f"{host.name}: `ss -ltn` failed: {out.stderr.strip()}")
+    return any(len(cols) > 3 and cols[3].rsplit(":", 1)[-1] == str(port)
+               for cols in (line.split() for line in out.stdout.splitlines()))
 
 
 def _loaded_files(host: Host, directory: str, manifest: Manifest) -> CheckResult:
