@@ -41,6 +41,8 @@ class CheckResult:
     found: str
     ok: bool | None
     fix: str = ""
+    #: the number behind ``found`` where there is one (free bytes)
+    measured: int | None = None
 
 
 def size(n: float) -> str:
@@ -93,7 +95,7 @@ def free_space(host: Host, p: SpacePath, artifact: str, artifact_bytes: int | No
     found = f"{size(max(free, 0))} free{budget}"
     return CheckResult(check, expected, found, ok,
                        "" if ok else f"{host.name}: {p.path} has {size(max(free, 0))} free, "
-                                     f"{why}: free or expand it to {size(need)}")
+                                     f"{why}: free or expand it to {size(need)}", max(free, 0))
 
 
 def _version_matches(pin: str, found: str) -> bool:

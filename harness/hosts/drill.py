@@ -58,7 +58,7 @@ def asset_manifest(ctx: DrillContext) -> Manifest | None:
     if a.database is not None or not a.bucket or not a.manifest_key:
         return None
     try:
-        data = ctx.adapters.s3(a.store).read_bytes(a.bucket, a.prefix + a.manifest_key)
+        data = ctx.adapters.s3(a.store).read_bytes(a.bucket, a.manifest_key)
         return None if data is None else Manifest.from_bytes(data)
     except Exception:  # noqa: BLE001 - any store error: the size is then unknown, and said so
         return None
