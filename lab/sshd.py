@@ -168,9 +168,12 @@ class SshServer:
                "key_file": str(client_key(lab)), "known_hosts": str(known_hosts(lab))}
         targets = inventory["targets"]
         mount = {"path": _mount_point(lab.root), "writable": True}
-        common: dict[str, Any] = {"backend": "ssh", "ssh": ssh, "clock": {"tolerance_s": 2},
-                                  "mounts": [mount]}
         hosts: dict[str, Any] = {}
+
+        def common() -> dict[str, Any]:  # fresh per host: no YAML anchors in the file
+            return {"backend": "ssh", "ssh": dict(ssh), "clock": {"tolerance_s": 2},
+                    "mounts": [dict(mount)]}
+
         backup = [t for t in ("backup-job", "replication-job", "scheduled-backups",
                               "secondary-backups") if t in targets]
         if backup:
@@ -179,20 +182,20 @@ class SshServer:
                 if "credentials_file" in job else []
             restic = _version(["restic", "version"])
             hosts["backup-host"] = {
-                **common, "targets": backup, "credentials": creds,
+                **common(), "targets": backup, "credentials": creds,
                 **({"tools": {"restic": restic}} if restic else {}),
                 "checks": [{"socket": f"tcp://127.0.0.1:{lab.state.rgw_port}",
                             "listening": True}]}
         serving = [t for t in ("inference", "inference-adapter") if t in targets]
         hosts["gpu-node-0"] = {
-            **common, "targets": serving,
+            **common(), "targets": serving,
             "paths": [{"path": str(model_cache(lab)), "factor": 2,
                        "capacity_bytes": cache_capacity(lab)}],
             "serving": [{"process": f"lab.node .*--port {lab.state.node_port}( |$)",
                          "port": lab.state.node_port}]}
         for name, t in targets.items():
             if t.get("kind") == "node" and re.fullmatch(r"gpu-node-\d+", name):
-                hosts[name] = {**common, "targets": [name]}
+                hosts[name] = {**common(), "targets": [name]}
         inventory["hosts"] = hosts
 
 
@@ -206,7 +209,8 @@ def _mount_point(path: Path) -> str:
 def _version(argv: list[str]) -> str | None:
     """The installed version the lab pins (the lab's tools are what Debian installed)."""
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                             check=False).stdout
     except OSError:
         return None
     m = re.search(r"\d+\.\d+(?:\.\d+)*", out)

@@ -10,8 +10,9 @@ inventory declares for the host serving the asset, until less than half the mode
 is the host check itself (free space on the cache path against the model's size times the
 declared factor). The runbook:
 
-  inspect      what fills the cache: entries with and without a complete pull (a manifest.json)
-  evict        remove entries that hold no complete pull (what an operator clears first)
+  inspect      what fills the cache: the node's pull directories and loose files
+  evict        remove the loose files (partial downloads, stale blobs): the node keeps each pull
+               in a directory of its own, so a loose file is nothing it serves from
   pull         re-pull the model onto the node (the node's reload: pull, SHA-256, swap), after
                checking that a whole copy fits, as the node's own pull would fail otherwise
   verify-pull  the node is ready and the files in its cache hash to the manifest
@@ -73,9 +74,9 @@ class NodeCacheFull(Scenario):
         return free_space(self.host, self.path, self.ctx.asset.id, self.model_bytes)
 
     def _entries(self) -> dict[str, bool]:
-        """Top-level cache entries -> whether each holds a complete pull (a manifest.json)."""
+        """Top-level cache entries -> whether each is a directory (a pull the node made)."""
         out = self.host.run("cd -- %s && for e in * .[!.]*; do [ -e \"$e\" ] || continue; "
-                            "if [ -f \"$e/manifest.json\" ]; then echo \"pull $e\"; "
+                            "if [ -d \"$e\" ]; then echo \"pull $e\"; "
                             "else echo \"other $e\"; fi; done", self.path.path)
         if out.rc != 0:
             raise Inconclusive(f"{self.spec.name}: cannot list {self.path.path}: "
@@ -128,7 +129,7 @@ class NodeCacheFull(Scenario):
     def runbook(self) -> list[RunbookStep]:
         return [
             RunbookStep("inspect", self.inspect, "what fills the cache"),
-            RunbookStep("evict", self.evict, "remove entries that hold no complete pull"),
+            RunbookStep("evict", self.evict, "remove loose files: partial downloads, stale blobs"),
             RunbookStep("pull", self.pull, "the node re-pulls and verifies its model"),
             RunbookStep("verify-pull", self.verify_pull, "node ready, cache files hash"),
         ]
@@ -138,7 +139,7 @@ class NodeCacheFull(Scenario):
         other = sorted(e for e, pull in entries.items() if not pull)
         self.ctx.findings.sections["cache"] = {
             "host": self.spec.name, "path": self.path.path, "at_detection": self._space().found,
-            "entries": len(entries), "without_a_complete_pull": len(other)}
+            "entries": len(entries), "loose_files": len(other)}
 
     def evict(self) -> None:
         for entry, pull in self._entries().items():

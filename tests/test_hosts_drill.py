@@ -190,7 +190,7 @@ def test_host_check_missed_after_recovery_fails(tmp_path: Path) -> None:
             (cache / "leftover").touch()
             os.truncate(cache / "leftover", 60000)
 
-    result, cls = _drill(_local_host(tmp_path, cache), FillsTheCache, _manifest(1000))
+    result, _cls = _drill(_local_host(tmp_path, cache), FillsTheCache, _manifest(1000))
     ev = result.evidence  # type: ignore[attr-defined]
     assert ev.verdict is Verdict.FAIL, ev.reasons
     assert [(h.phase, h.ok) for h in ev.host_checks] == [(Phase.PREFLIGHT, True),

@@ -3,7 +3,9 @@
 testinfra is used as a library: :func:`testinfra.get_host` with the ``local`` backend or the
 ``ssh`` backend (the OpenSSH client, so the site's ssh configuration, agents and jump hosts keep
 working). ssh runs in batch mode: it never asks for a password, and a host key that does not
-match ``known_hosts`` is a refusal, not a prompt. No ControlMaster is left running after a drill.
+match ``known_hosts`` is a refusal, not a prompt. One multiplexed connection per host carries a
+phase's checks (a dozen handshakes cost seconds on a loaded machine and would blur the clock
+check); :meth:`Host.close` ends it after each phase, so no ssh master outlives a drill.
 
 What goes into evidence must never carry the key: the ssh command line (which names the key file)
 is never quoted, and :func:`redact` removes the key path from any text that came back.
@@ -11,7 +13,12 @@ is never quoted, and :func:`redact` removes the key path from any text that came
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shlex
+import subprocess
+import tempfile
+from pathlib import Path
 from typing import Any, Protocol
 
 import testinfra
@@ -37,7 +44,17 @@ class Host:
         self.spec = spec
         self.name = spec.name
         self.backend = spec.backend
-        self._ti: Any = _testinfra_host(spec, timeout_s)
+        self.control = _control_path(spec) if spec.ssh is not None else None
+        self._ti: Any = _testinfra_host(spec, timeout_s, self.control)
+
+    def close(self) -> None:
+        """End the multiplexed ssh connection, if one is open (idempotent)."""
+        if self.spec.ssh is None or self.control is None or not self.control.exists():
+            return
+        ssh = self.spec.ssh
+        subprocess.run(["ssh", "-o", f"ControlPath={self.control}", "-O", "exit", "-p",
+                        str(ssh.port), f"{ssh.user}@{ssh.address}"],
+                       capture_output=True, timeout=10, check=False)
 
     @property
     def ti(self) -> Any:
@@ -83,7 +100,17 @@ def redact(spec: HostSpec, text: str) -> str:
     return text
 
 
-def _testinfra_host(spec: HostSpec, timeout_s: int) -> Any:
+def _control_path(spec: HostSpec) -> Path:
+    # a unix socket path must stay under ~100 bytes: a short hash in a private directory
+    d = Path(tempfile.gettempdir()) / f"drillbook-ssh-{os.getuid()}"
+    d.mkdir(mode=0o700, exist_ok=True)
+    ssh = spec.ssh
+    assert ssh is not None
+    key = f"{ssh.user}@{ssh.address}:{ssh.port}:{spec.name}:{os.getpid()}"
+    return d / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _testinfra_host(spec: HostSpec, timeout_s: int, control: Path | None) -> Any:
     if spec.backend == "local":
         return testinfra.get_host("local://")
     ssh = spec.ssh
@@ -93,6 +120,11 @@ def _testinfra_host(spec: HostSpec, timeout_s: int) -> Any:
              "-o StrictHostKeyChecking=yes", "-o LogLevel=ERROR"]
     if ssh.known_hosts is not None:
         extra.append("-o " + shlex.quote(f"UserKnownHostsFile={ssh.known_hosts}"))
+    if control is not None:
+        # given here, not through testinfra's controlpath (which it %-formats); the master
+        # ends after 30 s idle even if close() is never reached
+        extra += ["-o ControlMaster=auto", "-o ControlPersist=30s",
+                  "-o " + shlex.quote(f"ControlPath={control}")]
     return testinfra.get_host(
         f"ssh://{ssh.user}@{ssh.address}:{ssh.port}", ssh_identity_file=str(ssh.key_file),
         ssh_extra_args=" ".join(extra), timeout=timeout_s, controlpersist=0)

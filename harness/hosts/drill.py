@@ -93,12 +93,16 @@ def _run(ctx: DrillContext, phase: Phase) -> list[tuple[HostCheck, str]]:
     specs = linked_hosts(ctx.inventory, ctx.asset)
     manifest = asset_manifest(ctx) if specs else None
     for spec in specs:
+        host = None
         try:
             host = ctx.adapters.host(spec.name)
             checks = run_host(host, spec, ctx.asset.id, manifest, phase)
         except Inconclusive as exc:
             checks = [CheckResult("reachable", f"{spec.backend} access", str(exc), None,
                                   f"{spec.name}: make it reachable ({exc})")]
+        finally:
+            if host is not None:
+                host.close()
         for c in checks:
             record = HostCheck(spec.name, spec.backend, phase, c.check, c.expected, c.found,
                                c.ok)
