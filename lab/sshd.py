@@ -196,6 +196,7 @@ class SshServer:
         for name, t in targets.items():
             if t.get("kind") == "node" and re.fullmatch(r"gpu-node-\d+", name):
                 hosts[name] = {**common(), "targets": [name]}
+                del hosts[name]["mounts"]  # the clock only: these are checked in every fleet drill
         inventory["hosts"] = hosts
 
 

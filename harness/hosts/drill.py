@@ -14,6 +14,7 @@ job that writes the asset's backup repository.
 from __future__ import annotations
 
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from harness.context import DrillContext
@@ -88,21 +89,28 @@ def _wall() -> datetime:
     return utc_now()
 
 
+def _checks_of(ctx: DrillContext, spec: HostSpec, manifest: Manifest | None,
+               phase: Phase) -> list[CheckResult]:
+    host = None
+    try:
+        host = ctx.adapters.host(spec.name)
+        return run_host(host, spec, ctx.asset.id, manifest, phase)
+    except Inconclusive as exc:
+        return [CheckResult("reachable", f"{spec.backend} access", str(exc), None,
+                            f"{spec.name}: make it reachable ({exc})")]
+    finally:
+        if host is not None:
+            host.close()
+
+
 def _run(ctx: DrillContext, phase: Phase) -> list[tuple[HostCheck, str]]:
     results: list[tuple[HostCheck, str]] = []
     specs = linked_hosts(ctx.inventory, ctx.asset)
     manifest = asset_manifest(ctx) if specs else None
-    for spec in specs:
-        host = None
-        try:
-            host = ctx.adapters.host(spec.name)
-            checks = run_host(host, spec, ctx.asset.id, manifest, phase)
-        except Inconclusive as exc:
-            checks = [CheckResult("reachable", f"{spec.backend} access", str(exc), None,
-                                  f"{spec.name}: make it reachable ({exc})")]
-        finally:
-            if host is not None:
-                host.close()
+    # hosts are checked side by side (each waits on its own round trips); recorded in order
+    with ThreadPoolExecutor(max_workers=max(1, min(len(specs), 4))) as pool:
+        per_host = list(pool.map(lambda s: _checks_of(ctx, s, manifest, phase), specs))
+    for spec, checks in zip(specs, per_host, strict=True):
         for c in checks:
             record = HostCheck(spec.name, spec.backend, phase, c.check, c.expected, c.found,
                                c.ok)
