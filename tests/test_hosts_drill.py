@@ -19,6 +19,7 @@ from harness.model import HostCheck, Objective, ObjectiveKind, Phase, Verdict
 from harness.runner import DrillRequest, run_drill
 from harness.verdict import Recorded, host_objective, judge
 from reports.junit import render_junit
+from reports.render import write_evidence
 from tests.test_runner import Scripted
 
 BASE = """\
@@ -176,6 +177,9 @@ def test_full_cache_stops_the_drill_in_preflight_touching_nothing(tmp_path: Path
     names = [o.name for o in ev.objectives]
     assert f"host:preflight:node:free-space {cache}" in names
     assert f'name="host:preflight:node:free-space {cache}"' in render_junit(ev.to_json())
+    write_evidence(ev, result.directory)  # type: ignore[attr-defined]
+    html = (result.directory / "report.html").read_text()  # type: ignore[attr-defined]
+    assert "<h2>Host checks</h2>" in html and f"<code>free-space {cache}</code>" in html
 
 
 def test_host_check_missed_after_recovery_fails(tmp_path: Path) -> None:
