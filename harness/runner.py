@@ -22,11 +22,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from harness import lease
-from harness.hosts import drill as host_checks
 from harness.blast import Fence, Touch, describe_all
 from harness.context import Adapters, DrillContext, Progress
 from harness.errors import GuardRefused, Inconclusive, UsageError
 from harness.guards import require_drill_safe
+from harness.hosts import drill as host_checks
 from harness.inventory import Inventory
 from harness.journal import Clock, Journal
 from harness.model import (
