@@ -232,3 +232,30 @@ hosts:
     assert "backup-host" in written
     for leak in ("drill_ed25519", "c2VjcmV0LWtleS1tYXRlcmlhbA", "PRIVATE KEY"):
         assert leak not in written
+
+
+def test_the_lab_inventory_writer_declares_loadable_hosts(tmp_path: Path) -> None:
+    """The hosts lab/sshd.py writes load, link the adapter drill to both its hosts and carry
+    no key material (only the key file's path)."""
+    from types import SimpleNamespace
+
+    from lab import sshd
+    from tests.inventory_samples import dump, lab_like
+
+    doc = lab_like(tmp_path)
+    fake_lab = SimpleNamespace(root=tmp_path, state=SimpleNamespace(
+        model_size=4 << 20, rgw_port=7480, node_port=8081))
+    (tmp_path / "sshd").mkdir()
+    (tmp_path / "sshd" / "port").write_text("2222")
+    sshd.SshServer().contribute(fake_lab, doc)  # type: ignore[arg-type]
+    path = tmp_path / "inv.yaml"
+    path.write_bytes(dump(doc))
+    hosts_text = path.read_text().split("\nhosts:\n", 1)[1]
+    assert "&id" not in hosts_text and "*id" not in hosts_text and "PRIVATE" not in hosts_text
+    inv = load_inventory(path)
+    assert {"backup-host", "gpu-node-0"} <= set(inv.hosts)
+    assert all(h.backend == "ssh" and h.ssh is not None and h.ssh.port == 2222
+               for h in inv.hosts.values())
+    from harness.hosts.drill import linked_hosts
+    adapter = next(a for a in inv.assets.values() if a.kind == "lora-adapter")
+    assert {h.name for h in linked_hosts(inv, adapter)} == {"backup-host", "gpu-node-0"}
