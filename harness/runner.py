@@ -161,19 +161,19 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
         if req.dry_run:
             ctx.inconclusive("dry run: preflight and baseline only, no fault was injected")
         else:
-            _phase(ctx, Phase.INJECT)
+            _phase(ctx, Phase.INJECT, signals)
             signals.checkpoint("before inject")
             injected = True
             ctx.event("fault.injected")
             scenario.inject()
             ctx.event("fault.inject.completed")
-            _phase(ctx, Phase.DETECT)
+            _phase(ctx, Phase.DETECT, signals)
             _detect(ctx, scenario, signals)
-            _phase(ctx, Phase.RUNBOOK)
+            _phase(ctx, Phase.RUNBOOK, signals)
             if _runbook(ctx, scenario.runbook(), overrides or {}, signals):
                 ctx.event("recovery.completed")
             signals.checkpoint("before verify")
-            _phase(ctx, Phase.VERIFY)
+            _phase(ctx, Phase.VERIFY, signals)
             before = len(ctx.findings.failures) + len(ctx.findings.inconclusive)
             scenario.verify()
             host_checks.verify(ctx)
@@ -198,7 +198,7 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
         else:
             _cleanup(ctx, scenario)
     interrupted = _record_interruption(ctx, signals.poll(), injected, stopped)
-    _phase(ctx, Phase.EVIDENCE)
+    _phase(ctx, Phase.EVIDENCE, signals)
     for problem in leases.problems:
         ctx.inconclusive(problem)
     try:
@@ -253,7 +253,11 @@ def _cleanup(ctx: DrillContext, scenario: Scenario) -> None:
         ctx.inconclusive(f"cleanup after an early stop failed: {type(exc).__name__}: {exc}")
 
 
-def _phase(ctx: DrillContext, phase: Phase) -> None:
+def _phase(ctx: DrillContext, phase: Phase, signals: DrillSignals | None = None) -> None:
+    if signals is not None:
+        # a signal already sent belongs to the phase that is ending: take it before moving on
+        # (on a starved host the watcher thread may not have run yet)
+        signals.poll()
     # in the leases first: a drill that dies in this phase is found at it; up to inject a lease
     # that cannot be written stops the drill before anything is broken
     lease.note_phase(ctx.drill_id, phase.value,
