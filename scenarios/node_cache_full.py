@@ -13,19 +13,20 @@ declared factor). The runbook:
   inspect      what fills the cache: the node's pull directories and loose files
   evict        remove the loose files (partial downloads, stale blobs): the node keeps each pull
                in a directory of its own, so a loose file is nothing it serves from
-  pull         re-pull the model onto the node (the node's reload: pull, SHA-256, swap), after
-               checking that a whole copy fits, as the node's own pull would fail otherwise
-  verify-pull  the node is ready and the files in its cache hash to the manifest
+  check-room   a whole copy of the model fits (the node's own pull would fail otherwise)
+  redeploy, smoke-test, mark-ready
+               the serving steps of the runbook library (harness/runbook/serving.py): the node
+               re-pulls (pull, SHA-256, swap), answers the golden inputs bit-identically, is ready
 
 Verification: the free-space host check passes again, every model file in the cache hashes to
-the store's manifest (integrity), and the node is ready. Revert removes this drill's blobs if any
-are left and makes sure the node serves. The lab's node does not enforce the cache budget itself
+the store's manifest (integrity), and the golden outputs are identical (smoke). Revert removes
+this drill's blobs if any are left and makes sure the node serves as before. The lab's node does not enforce the cache budget itself
 (``capacity_bytes`` is declared in the inventory), so the pull step checks it, as stated above.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from harness.blast import Touch, TouchKind
 from harness.errors import Inconclusive, StepFailed
@@ -35,7 +36,11 @@ from harness.hosts.drill import asset_manifest, linked_hosts
 from harness.hosts.spec import HostSpec, SpacePath
 from harness.integrity import Manifest
 from harness.model import RestorePoint
+from harness.runbook import serving
 from harness.scenario import RunbookStep, Scenario
+
+if TYPE_CHECKING:
+    from harness.context import DrillContext
 
 BLOB_PREFIX = "stale-blob-"
 
@@ -53,6 +58,10 @@ class NodeCacheFull(Scenario):
     path: SpacePath
     manifest: Manifest
     model_bytes: int
+
+    def __init__(self, ctx: DrillContext) -> None:
+        super().__init__(ctx)
+        self.served = serving.ServingState()
 
     # -- what the drill works on ----------------------------------------------------------------
 
@@ -100,10 +109,10 @@ class NodeCacheFull(Scenario):
             raise Inconclusive(f"the manifest of {self.ctx.asset.id} cannot be read")
         self.manifest = manifest
         self.model_bytes = sum(f.size for f in manifest.files)
-        if self.ctx.adapters.inference(served).readiness().ready is not True:
-            raise Inconclusive(f"{served} is not ready before the drill")
+        serving.preflight(self.ctx, self.served, required_by=self.name)
 
     def baseline(self) -> None:
+        serving.record_reference(self.ctx, self.served)
         space = self._space()
         self.ctx.event("baseline.cache", path=self.path.path, free=space.found,
                        model_bytes=self.model_bytes)
@@ -130,8 +139,8 @@ class NodeCacheFull(Scenario):
         return [
             RunbookStep("inspect", self.inspect, "what fills the cache"),
             RunbookStep("evict", self.evict, "remove loose files: partial downloads, stale blobs"),
-            RunbookStep("pull", self.pull, "the node re-pulls and verifies its model"),
-            RunbookStep("verify-pull", self.verify_pull, "node ready, cache files hash"),
+            RunbookStep("check-room", self.check_room, "a whole copy of the model fits"),
+            *serving.steps(self.ctx, self.served),
         ]
 
     def inspect(self) -> None:
@@ -149,15 +158,11 @@ class NodeCacheFull(Scenario):
                     raise StepFailed(f"cannot evict {entry}: {out.stderr.strip()}")
         self.ctx.findings.sections.setdefault("cache", {})["after_evict"] = self._space().found
 
-    def pull(self) -> None:
+    def check_room(self) -> None:
         free = self._free_bytes()
         if free < self.model_bytes:
             raise StepFailed(f"{self.spec.name}: {self.path.path} has {size(free)} free, the "
                              f"model is {size(self.model_bytes)}: the node cannot pull it")
-        ok, message = self.ctx.adapters.inference(self._served_by()).load(
-            timeout_s=self.ctx.inventory.step_timeout_s)
-        if not ok:
-            raise StepFailed(f"the node could not re-pull the model: {message}")
         self._restore_point()
 
     def _restore_point(self) -> None:
@@ -173,11 +178,6 @@ class NodeCacheFull(Scenario):
             "bucket-version", v.version_id, v.last_modified, f"s3://{a.bucket}/{a.prefix}",
             continuous=True)
 
-    def verify_pull(self) -> None:
-        ready = self.ctx.adapters.inference(self._served_by()).wait_ready(60)
-        if not ready.ready:
-            raise StepFailed(f"the node is not ready after the pull: {ready.detail}")
-
     def verify(self) -> None:
         space = self._space()
         if space.ok is not True:
@@ -192,18 +192,12 @@ class NodeCacheFull(Scenario):
             copies = sorted(p for p in found if p.endswith("/" + f.path) and "/pull-" in p)
             actual = found[copies[-1]] if copies else None
             self.ctx.integrity(f"{self.spec.name}:{f.path}", f.sha256, actual)
-        self.ctx.findings.smoke["passed"] = self.ctx.adapters.inference(
-            self._served_by()).readiness().ready is True
-        self.ctx.findings.smoke["summary"] = "the node is ready after the re-pull"
+        serving.verify_outputs(self.ctx, self.served)
 
     def revert(self) -> None:
         blobs = [e for e in self._entries() if e.startswith(BLOB_PREFIX + self.ctx.drill_id)]
         for blob in blobs:
             self.host.run("rm -f -- %s", f"{self.path.path}/{blob}")
-        served = self.ctx.adapters.inference(self._served_by())
-        if not served.readiness().ready:
-            served.load(timeout_s=self.ctx.inventory.step_timeout_s)
-        if not served.wait_ready(60).ready:
-            raise StepFailed(f"{self._served_by()} is not ready after revert")
+        serving.reload_if_needed(self.ctx, self.served)
         if any(e.startswith(BLOB_PREFIX + self.ctx.drill_id) for e in self._entries()):
             raise StepFailed("this drill's stale blobs are still in the cache")
