@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := ceph-mon ceph-osd radosgw ceph-common restic haproxy postgresql
+APT_PACKAGES := ceph-mon ceph-osd radosgw ceph-common restic haproxy postgresql openssh-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: drill drill-quarterly test typecheck setup lab-deps test-deps venv lint clean lab-down
@@ -50,7 +50,7 @@ $(VENV)/.installed: pyproject.toml
 
 # The lab's real components come from Debian; installed only when missing.
 lab-deps:
-	@missing=""; for b in radosgw ceph-mon ceph-osd restic haproxy; do \
+	@missing=""; for b in radosgw ceph-mon ceph-osd restic haproxy sshd; do \
 	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \

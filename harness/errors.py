@@ -9,7 +9,8 @@ classes outside this one); tests/test_errors_tree.py compares this drawing with 
     │   └── harness.model.base.EvidenceFormatError      an evidence document is malformed
     ├── Inconclusive                       a check could not run: never a pass
     │   ├── TargetUnreachable              an adapter could not talk to its system
-    │   │   └── harness.targets.s3.StoreError           the store answered and refused
+    │   │   ├── harness.targets.s3.StoreError           the store answered and refused
+    │   │   └── harness.hosts.backend.HostUnreachable   a host could not be reached over ssh
     │   ├── GuardRefused                   a guard stopped a destructive action
     │   ├── harness.lease.LeaseHeld                     another live drill holds a resource
     │   ├── harness.lease.LeaseOrphaned                 a dead drill's lease is on a resource
@@ -26,6 +27,7 @@ classes outside this one); tests/test_errors_tree.py compares this drawing with 
     ├── reports.validate.EvidenceInvalid                evidence.json does not match its schema
     ├── lab.stack.LabError                              the embedded lab could not do it
     ├── lab.fleet.FleetError                            the lab's inference fleet could not
+    ├── lab.sshd.SshdError                              the lab's OpenSSH server could not
     └── lab.postgres.PostgresError                      the lab's PostgreSQL could not
 
 A runbook step that runs and finds the wrong answer raises StepFailed: the step's outcome is

@@ -26,6 +26,7 @@ from harness.blast import Fence, Touch, describe_all
 from harness.context import Adapters, DrillContext, Progress
 from harness.errors import GuardRefused, Inconclusive, UsageError
 from harness.guards import require_drill_safe
+from harness.hosts import drill as host_checks
 from harness.inventory import Inventory
 from harness.journal import Clock, Journal
 from harness.model import (
@@ -163,6 +164,7 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
             leases.acquire(scenario.touches())
             _phase(ctx, Phase.PREFLIGHT)
             _declare_blast_radius(ctx, scenario)
+            host_checks.preflight(ctx)
             scenario.preflight()
             _phase(ctx, Phase.BASELINE)
             scenario.baseline()
@@ -184,6 +186,7 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
             _phase(ctx, Phase.VERIFY, signals)
             before = len(ctx.findings.failures) + len(ctx.findings.inconclusive)
             scenario.verify()
+            host_checks.verify(ctx)
             if len(ctx.findings.failures) + len(ctx.findings.inconclusive) == before and \
                     event_by_name(journal.events, "recovery.completed") is not None:
                 ctx.event("recovery.verified")
@@ -374,7 +377,8 @@ def build_evidence(ctx: DrillContext, req: DrillRequest, started: datetime, *,
     judgement = judge(rto, rpo, Recorded(
         events=events, integrity=ctx.journal.integrity, smoke=smoke,
         sections=sections, reverted=ctx.findings.reverted,
-        failures=ctx.findings.failures, inconclusive=ctx.findings.inconclusive), rto_verified)
+        failures=ctx.findings.failures, inconclusive=ctx.findings.inconclusive,
+        host_checks=host_checks.recorded(ctx)), rto_verified)
     t0 = event_by_name(events, "fault.injected")
     timeline = tuple(
         TimelineEntry(e.name, e.utc, None if t0 is None else e.mono - t0.mono)
@@ -398,7 +402,7 @@ def build_evidence(ctx: DrillContext, req: DrillRequest, started: datetime, *,
         sections=sections, objectives=judgement.objectives,
         audit=_with_deviations(dataclasses.replace(audit, scope=dataclasses.replace(
             audit.scope, params=ctx.params.to_json())), ctx.findings.deviations, judgement),
-        rto_verified=rto_verified,
+        rto_verified=rto_verified, host_checks=host_checks.recorded(ctx),
     )
 
 

@@ -59,6 +59,15 @@ def _fleet() -> LabComponent:
 COMPONENTS.append(_fleet)
 
 
+def _sshd() -> LabComponent:
+    from lab.sshd import SshServer  # last: it declares hosts for the other parts' targets
+
+    return SshServer()
+
+
+COMPONENTS.append(_sshd)
+
+
 def components() -> list[LabComponent]:
     return [factory() for factory in COMPONENTS]
 

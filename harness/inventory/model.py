@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.hosts.spec import HostSpec
 from harness.inventory_kube import KubeTarget, KubeWorkload
 from harness.load import SLO, LoadSettings
 
@@ -251,6 +252,8 @@ class Inventory:
     load: LoadSettings = field(default_factory=LoadSettings)
     exercise: ExerciseSpec = field(default_factory=ExerciseSpec)
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
+    #: the machines behind the targets, and what to check on them (harness/hosts)
+    hosts: dict[str, HostSpec] = field(default_factory=dict)
 
     def objectives_for(self, asset: Asset) -> Targets:
         """RTO/RPO targets for an asset: its own override, else its tier's, and where they came from."""
