@@ -35,7 +35,7 @@ class Selection:
 def fits(cls: type[Scenario], inventory: Inventory, asset: Asset) -> bool:
     if asset.kind not in cls.asset_kinds or asset.tier not in cls.tiers:
         return False
-    check: Callable[[Inventory, Asset], bool] | None = getattr(cls, "fits", None)
+    check: Callable[[Inventory, Asset], bool] | None = getattr(cls, "applies_to", None)
     return check is None or check(inventory, asset)
 
 
