@@ -28,10 +28,10 @@ from harness import lease
 from harness.blast import Fence, Touch
 from harness.context import DrillContext
 from harness.errors import Inconclusive, StepFailed
+from harness.inventory import MlflowTarget
 from harness.model import RESTORE_POINT_CLOCK_TOLERANCE_S, RestorePoint, iso
 from harness.runbook.timeline import injected_at
 from harness.scenario import RunbookStep
-from harness.inventory import MlflowTarget
 from harness.targets.database import DumpCatalog, DumpInfo, DumpRecord, TableState, sha256_file
 from harness.targets.registry import ModelVersion, RegisteredModel
 
