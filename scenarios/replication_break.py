@@ -3,7 +3,8 @@
 Nothing fails on the primary site, so the break is silent until replication lag is measured.
 While the job is down, the drill writes a small canary object into the asset's replicated prefix
 every second (the synthetic writes a replication monitor makes), so the data at risk is counted,
-not estimated. A sampler records the lag curve from injection until the replica has caught up:
+not estimated. The monitor also records the lag curve from injection until the replica has caught
+up (both on the drill's clock, at every probe and wait):
 the age of the last successful replication run (the RPO the secondary site offers at that instant)
 and the canary writes not yet on the replica.
 
@@ -16,7 +17,6 @@ what the secondary site held). Revert: the job running, the canaries removed fro
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -48,9 +48,10 @@ class ReplicationState:
     #: the lag curve: one row per sample from injection until the replica caught up
     samples: list[dict[str, Any]] = field(default_factory=list)
     restarted_at: datetime | None = None
-    stop_canaries: threading.Event = field(default_factory=threading.Event)
-    stop_sampler: threading.Event = field(default_factory=threading.Event)
-    threads: list[threading.Thread] = field(default_factory=list)
+    #: canaries are written from inject until the job is restarted
+    writing: bool = False
+    last_canary_mono: float | None = None
+    last_sample_mono: float | None = None
 
     @property
     def job_target(self) -> JobTarget:
@@ -165,14 +166,22 @@ class ReplicationBreak(Scenario):
         self.job.stop()
         self.ctx.event("fault.replication.stopped", job=self.job_target.name,
                        last_ok_utc=iso(last.ended))
-        # the first canary and sample are taken here, so the record never depends on how soon
-        # the threads are scheduled; the threads keep writing and sampling until told to stop
-        self._write_canary(0)
-        self._take_sample()
-        for target in (self._write_canaries, self._sample):
-            t = threading.Thread(target=target, daemon=True, name=f"drill-{target.__name__}")
-            t.start()
-            s.threads.append(t)
+        s.writing = True
+        self.monitor()
+
+    def monitor(self) -> None:
+        """The replication monitor's tick, on the drill's clock: a canary write every
+        CANARY_EVERY_S while the job is down, a lag sample every SAMPLE_EVERY_S. Called from
+        inject, every detection probe, the runbook's waits and verify, so the curve covers the
+        whole break whatever clock the drill runs on."""
+        s, now = self.state, self.ctx.clock.mono()
+        if s.writing and (s.last_canary_mono is None or
+                          now - s.last_canary_mono >= CANARY_EVERY_S - 1e-9):
+            self._write_canary(len(s.canaries))
+            s.last_canary_mono = now
+        if s.last_sample_mono is None or now - s.last_sample_mono >= SAMPLE_EVERY_S - 1e-9:
+            self._take_sample()
+            s.last_sample_mono = now
 
     def _write_canary(self, n: int) -> None:
         a = self.ctx.asset
@@ -180,16 +189,6 @@ class ReplicationBreak(Scenario):
         when = self.ctx.clock.utc()
         self.primary.put_bytes(a.bucket, key, f"{self.ctx.drill_id} {n} {iso(when)}".encode())
         self.state.canaries.append((key, when))
-
-    def _write_canaries(self) -> None:
-        n = 1
-        while not self.state.stop_canaries.wait(CANARY_EVERY_S):
-            self._write_canary(n)
-            n += 1
-
-    def _sample(self) -> None:
-        while not self.state.stop_sampler.wait(SAMPLE_EVERY_S):
-            self._take_sample()
 
     def _take_sample(self) -> None:
         t0 = injected_at(self.ctx)
@@ -208,6 +207,7 @@ class ReplicationBreak(Scenario):
         })
 
     def detect(self) -> bool:
+        self.monitor()
         last = self.job.last_success()
         if last is None:
             return False
@@ -239,7 +239,8 @@ class ReplicationBreak(Scenario):
                        last_ok_utc=iso(last_ok.ended))
 
     def restart(self) -> None:
-        self.state.stop_canaries.set()  # the catch-up target is fixed from here on
+        self.monitor()
+        self.state.writing = False  # the catch-up target is fixed from here on
         self.state.restarted_at = self.ctx.clock.utc()
         self.job.start()
 
@@ -248,6 +249,7 @@ class ReplicationBreak(Scenario):
         limit = max(3 * self.job_target.period_s + 5, 10.0)
         deadline = self.ctx.clock.mono() + limit
         while self.ctx.clock.mono() < deadline:
+            self.monitor()
             ok = [r for r in self.job.runs_since(self.state.restarted_at) if r.ok]
             if ok:
                 there = set(self.replica.list_keys(self.replica_bucket,
@@ -268,10 +270,9 @@ class ReplicationBreak(Scenario):
     # -- verify, evidence, revert ---------------------------------------------------------------
 
     def verify(self) -> None:
-        self.state.stop_sampler.set()
-        for t in self.state.threads:
-            t.join(timeout=10)
-        # the sampler's last point may predate the catch-up: end the curve with the state now
+        # canaries stop at the restart, or here if the runbook never got there; the last sample
+        # may predate the catch-up: end the curve with the state now
+        self.state.writing = False
         self._take_sample()
         a = self.ctx.asset
         keys = self._asset_keys()
@@ -299,10 +300,7 @@ class ReplicationBreak(Scenario):
         }
 
     def revert(self) -> None:
-        self.state.stop_canaries.set()
-        self.state.stop_sampler.set()
-        for t in self.state.threads:
-            t.join(timeout=10)
+        self.state.writing = False
         self.job.start()
         a = self.ctx.asset
         for v in self.primary.list_versions(a.bucket, self.canary_prefix):

@@ -54,6 +54,12 @@ class FakeStore:
                                                                                   secret_key)
         return view
 
+    def view(self, label: str) -> FakeStore:
+        """The same data as another client sees it (a job's own client): not fenced."""
+        view = FakeStore(label, self.clock, auth=self._auth)
+        view._buckets, view._lock = self._buckets, self._lock
+        return view
+
     def _check(self, what: str) -> None:
         if self._account is None or self._auth is None:
             return

@@ -37,11 +37,14 @@ def provenance_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(provenance, "git_state", _git_state)
 
 
-def unit_inventory(root: Path, **changes: Any) -> Inventory:
-    """The lab's inventory shape, every file it names under ``root``; ``changes`` replace
-    top-level sections."""
+def unit_inventory(root: Path, targets: Mapping[str, Mapping[str, Any]] | None = None,
+                   **changes: Any) -> Inventory:
+    """The lab's inventory shape, every file it names under ``root``; ``targets`` changes fields
+    of targets, ``changes`` replace top-level sections."""
     doc = lab_like(root)
     doc.update(changes)
+    for name, fields in (targets or {}).items():
+        doc["targets"][name].update(fields)
     for a in doc["assets"]:
         for k in ("golden", "fallback_golden"):
             if a.get(k) and not Path(a[k]).is_absolute():

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 from fakes_objects import FakeStore
+from job_site import KEY, UID, JobSite, job_site
 from scenario_kit import (  # noqa: F401 - provenance_once is an autouse fixture
     START,
     drill,
     provenance_once,
     raises,
+    skip,
     state_of,
     step_names,
     unit_inventory,
@@ -29,10 +31,17 @@ from harness.journal import ManualClock
 from harness.model import Verdict
 from harness.runbook.database import dump_catalog, fault_time, use_dump
 from harness.targets.database import DumpCatalog, DumpRecord
+from harness.targets.rgwadmin import Quota
 from scenarios.annotation_db_loss import AnnotationDbLoss
+from scenarios.credential_expiry import CredentialExpiry
 from scenarios.registry_loss import RegistryLoss
+from scenarios.replication_break import ReplicationBreak
+from scenarios.storage_full import StorageFull
 
-ANNOTATIONS, REGISTRY = "annotations-db", "lab-mlp-registry"
+ANNOTATIONS, REGISTRY, DATASET = "annotations-db", "lab-mlp-registry", "lab-dataset"
+BACKUP_BUCKET = "drillbook-secondary"
+ORIGINAL_CREDENTIALS = (f"[default]\naws_access_key_id = {KEY}\n"
+                        f"aws_secret_access_key = backup-secret-0\n").encode()
 
 
 @dataclass
@@ -243,3 +252,135 @@ def test_registry_exception_in_the_runbook_still_reverts(site: DbSite) -> None:
                site.root, {"pull": raises(OSError("disk full"))})
     assert ev.verdict is Verdict.FAIL
     assert ev.reverted and site.found() == before
+
+
+# -- credential-expiry -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def jobs(tmp_path: Path) -> JobSite:
+    return job_site(tmp_path)
+
+
+@pytest.mark.parametrize("variant", ["revoked", "suspended"])
+def test_credential_expiry_rotates_the_key_and_backups_resume(jobs: JobSite, variant: str) -> None:
+    ev = drill(jobs.inventory, CredentialExpiry, variant, DATASET, jobs.adapters, jobs.clock,
+               jobs.root)
+    assert ev.verdict is Verdict.PASS, ev.reasons
+    backup = ev.sections["backup"]
+    assert backup["failed_runs"] >= 1 and backup["blind_s"] > 0
+    assert backup["rpo_exposure_max_s"] > backup["rpo_exposure_at_fault_s"]
+    expected = "UserSuspended" if variant == "suspended" else "InvalidAccessKeyId"
+    assert any(expected in e for e in backup["errors"]), backup["errors"]
+    assert ev.sections["credentials"] == {"uid": UID, "variant": variant, "rotated": True,
+                                          "configured_key": "accepted", "old_key": "InvalidAccessKeyId"}
+    assert ev.restore_point is not None and ev.restore_point.kind == "restic-snapshot"
+    assert ev.reverted and jobs.account() == (False, frozenset({KEY}), ORIGINAL_CREDENTIALS)
+
+
+def test_credential_expiry_with_the_old_key_left_configured_fails(jobs: JobSite) -> None:
+    ev = drill(jobs.inventory, CredentialExpiry, "revoked", DATASET, jobs.adapters, jobs.clock,
+               jobs.root, {"update-credentials": skip})
+    assert ev.verdict is Verdict.FAIL
+    assert any("rerun-backup" in r for r in ev.reasons), ev.reasons
+    assert ev.reverted and jobs.account() == (False, frozenset({KEY}), ORIGINAL_CREDENTIALS)
+
+
+def test_credential_expiry_without_a_snapshot_is_inconclusive(jobs: JobSite) -> None:
+    jobs.backup_job.stop()
+    jobs.restic._snaps.clear()  # the job ran before, but nothing of this asset is kept
+    ev = drill(jobs.inventory, CredentialExpiry, "revoked", DATASET, jobs.adapters, jobs.clock,
+               jobs.root)
+    assert ev.verdict is Verdict.INCONCLUSIVE
+    assert any("no restore point" in r for r in ev.reasons), ev.reasons
+    assert jobs.account() == (False, frozenset({KEY}), ORIGINAL_CREDENTIALS)
+
+
+def test_credential_expiry_exception_in_the_runbook_still_reverts(jobs: JobSite) -> None:
+    ev = drill(jobs.inventory, CredentialExpiry, "suspended", DATASET, jobs.adapters, jobs.clock,
+               jobs.root, {"rotate-key": raises(RuntimeError("admin API timed out"))})
+    assert ev.verdict is Verdict.FAIL
+    assert ev.reverted and jobs.account() == (False, frozenset({KEY}), ORIGINAL_CREDENTIALS)
+
+
+# -- storage-full ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["raise-quota", "retention"])
+def test_storage_full_backups_land_again(jobs: JobSite, variant: str) -> None:
+    ev = drill(jobs.inventory, StorageFull, variant, DATASET, jobs.adapters, jobs.clock, jobs.root)
+    assert ev.verdict is Verdict.PASS, ev.reasons
+    assert any("QuotaExceeded" in e for e in ev.sections["backup"]["errors"])
+    cap = ev.sections["capacity"]
+    if variant == "retention":
+        assert cap["retention"]["snapshots_after"] < cap["retention"]["snapshots_before"]
+        assert cap["retention"]["noncurrent_bytes_purged"] > 0
+        assert cap["after_recovery"]["bytes"] <= cap["fault_quota"]["max_size"]
+    assert ev.reverted and jobs.admin.bucket_quota(BACKUP_BUCKET) == Quota(False, -1, -1)
+
+
+def test_storage_full_without_the_remedy_fails(jobs: JobSite) -> None:
+    ev = drill(jobs.inventory, StorageFull, "raise-quota", DATASET, jobs.adapters, jobs.clock,
+               jobs.root, {"raise-quota": skip})
+    assert ev.verdict is Verdict.FAIL
+    assert any("rerun-backup" in r and "QuotaExceeded" in r for r in ev.reasons), ev.reasons
+    assert ev.reverted and jobs.admin.bucket_quota(BACKUP_BUCKET) == Quota(False, -1, -1)
+
+
+def test_storage_full_without_a_snapshot_is_inconclusive(jobs: JobSite) -> None:
+    jobs.backup_job.stop()
+    jobs.restic._snaps.clear()  # the job ran before, but nothing of this asset is kept
+    ev = drill(jobs.inventory, StorageFull, "retention", DATASET, jobs.adapters, jobs.clock,
+               jobs.root)
+    assert ev.verdict is Verdict.INCONCLUSIVE
+    assert any("no restore point" in r for r in ev.reasons), ev.reasons
+    assert jobs.admin.bucket_quota(BACKUP_BUCKET) == Quota(False, -1, -1)
+
+
+def test_storage_full_exception_in_the_runbook_still_reverts(jobs: JobSite) -> None:
+    ev = drill(jobs.inventory, StorageFull, "retention", DATASET, jobs.adapters, jobs.clock,
+               jobs.root, {"inspect-capacity": raises(RuntimeError("stats unavailable"))})
+    assert ev.verdict is Verdict.FAIL
+    assert ev.reverted and jobs.admin.bucket_quota(BACKUP_BUCKET) == Quota(False, -1, -1)
+    assert jobs.backup_job.running
+
+
+# -- replication-break -------------------------------------------------------------------------------
+
+
+def test_replication_break_measures_the_lag_and_catches_up(jobs: JobSite) -> None:
+    ev = drill(jobs.inventory, ReplicationBreak, "stopped", DATASET, jobs.adapters, jobs.clock,
+               jobs.root)
+    assert ev.verdict is Verdict.PASS, ev.reasons
+    rep = ev.sections["replication"]
+    ages = [s["last_sync_age_s"] for s in rep["lag_curve"]]
+    assert max(ages) > 2 * jobs.inventory.job("replication-job").period_s
+    assert rep["lag_curve"][-1]["unreplicated_writes"] == 0
+    assert ev.sections["loss"]["lost_versions"] == rep["canaries_written"] > 0
+    assert ev.restore_point is not None and ev.restore_point.kind == "replica-sync"
+    assert ev.reverted and jobs.canaries() == [] and jobs.replication_job.running
+
+
+def test_replication_not_restarted_fails(jobs: JobSite) -> None:
+    ev = drill(jobs.inventory, ReplicationBreak, "stopped", DATASET, jobs.adapters, jobs.clock,
+               jobs.root, {"restart-replication": skip})
+    assert ev.verdict is Verdict.FAIL
+    assert any("catch-up" in r for r in ev.reasons), ev.reasons
+    assert ev.reverted and jobs.canaries() == [] and jobs.replication_job.running
+
+
+def test_replication_that_never_succeeded_is_inconclusive(jobs: JobSite) -> None:
+    jobs.replication_job.stop()
+    jobs.replication_job._runs.clear()  # no successful run yet
+    ev = drill(jobs.inventory, ReplicationBreak, "stopped", DATASET, jobs.adapters, jobs.clock,
+               jobs.root)
+    assert ev.verdict is Verdict.INCONCLUSIVE
+    assert any("never succeeded" in r for r in ev.reasons), ev.reasons
+    assert not any(t.event == "fault.injected" for t in ev.timeline)
+
+
+def test_replication_exception_in_the_runbook_still_reverts(jobs: JobSite) -> None:
+    ev = drill(jobs.inventory, ReplicationBreak, "stopped", DATASET, jobs.adapters, jobs.clock,
+               jobs.root, {"diagnose": raises(RuntimeError("status file unreadable"))})
+    assert ev.verdict is Verdict.FAIL
+    assert ev.reverted and jobs.canaries() == [] and jobs.replication_job.running
