@@ -211,3 +211,16 @@ def test_site_loss_exception_in_the_runbook_still_reverts(site: FleetSite) -> No
     assert any("IPMI timeout" in r for r in ev.reasons), ev.reasons
     assert ev.reverted and site.as_found()
     assert site.fleet.nodes == {n: "running" for n in NODES}
+
+
+@pytest.mark.parametrize(("cls", "variant"), [(GpuNodeLoss, "crash"), (InferenceSiteLoss, "crash")])
+def test_fleet_without_weights_to_reload_is_inconclusive(site: FleetSite, cls: type,
+                                                         variant: str) -> None:
+    """The restore point of a fleet drill is the store's manifest a rescheduled replica loads."""
+    a = site.inventory.assets[ASSET]
+    site.store.delete(a.bucket, a.manifest_key)
+    ev = site.run(cls, variant)
+    assert ev.verdict is Verdict.INCONCLUSIVE
+    assert any("no manifest" in r for r in ev.reasons), ev.reasons
+    assert not any(t.event == "fault.injected" for t in ev.timeline)
+    assert site.as_found()
