@@ -77,3 +77,17 @@ def _rows(value: object, path: Path, field: str) -> Rows | None:
                                           for x in row) for row in value):
         raise Inconclusive(f"golden file {path}: {field} is not a list of rows of numbers")
     return [[float(x) for x in row] for row in value]
+
+
+@dataclass(frozen=True)
+class GoldenPair:
+    """A golden file whose outputs are the reference (a fleet or a cluster answers for a model
+    whose outputs were written down): the same file, read by :meth:`Golden.load`."""
+
+    inputs: Rows
+    outputs: Rows
+
+    @classmethod
+    def load(cls, path: Path) -> GoldenPair:
+        g = Golden.load(path, require_outputs=True)
+        return cls(g.inputs, g.expected())

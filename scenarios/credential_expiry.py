@@ -14,125 +14,168 @@ time backups were blind, the runs that failed, and the RPO exposure growth.
 
 Revert puts the account back as found: enabled or not, exactly the original key pair (recreated
 with ``key create --access-key --secret-key``), no other key, and the original credentials file.
+The backup-job steps are harness/runbook/jobs.py's.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 from harness.blast import Touch, TouchKind
 from harness.errors import Inconclusive, StepFailed, TargetUnreachable
-from harness.inventory import JobTarget, S3Target, Secret
-from harness.scenario import RunbookStep
+from harness.inventory import Asset, Inventory
+from harness.runbook import jobs
+from harness.scenario import RunbookStep, Scenario
 from harness.targets.restic import read_credentials_file, write_credentials_file
 from harness.targets.rgwadmin import UserInfo
-from harness.targets.s3 import S3Store
-from scenarios.datadrills import BackupJobDrill
+
+if TYPE_CHECKING:
+    from harness.context import DrillContext
 
 
-class CredentialExpiry(BackupJobDrill):
+@dataclass
+class CredentialState(jobs.BackupJobState):
+    uid: str = ""
+    found_user: UserInfo | None = None
+    found_creds: bytes = b""
+    found_key: tuple[str, str] = ("", "")
+    new_key: tuple[str, str] | None = None
+    inspected: UserInfo | None = None
+
+
+class CredentialExpiry(Scenario):
     name: ClassVar[str] = "credential-expiry"
     summary: ClassVar[str] = "revoke or suspend the backup account; rotate the key, prove backups"
     variants: ClassVar[tuple[str, ...]] = ("revoked", "suspended")
+    asset_kinds: ClassVar[tuple[str, ...]] = ("model-weights", "lora-adapter", "pipeline-config",
+                                              "dataset")
+    destructive: ClassVar[bool] = True
     blast_radius: ClassVar[str] = ("the backup service account's keys and suspension state; the "
                                    "backup job's credentials file")
     expected_error: ClassVar[tuple[str, ...]] = ("key-revoked", "user-suspended", "wrong-secret",
                                                  "access-denied")
 
-    uid: str
-    found_user: UserInfo
-    found_creds: bytes
-    found_key: tuple[str, str]
-    new_key: tuple[str, str] | None = None
-    inspected: UserInfo | None = None
+    def __init__(self, ctx: DrillContext) -> None:
+        super().__init__(ctx)
+        self.state = CredentialState()
 
-    def admin_touches(self, job: JobTarget) -> list[Touch]:
-        if job.admin is None or job.service_account is None:
-            return []
-        return [Touch(job.admin, TouchKind.ACCOUNT, job.service_account)]
+    @classmethod
+    def applies_to(cls, inventory: Inventory, asset: Asset) -> bool:
+        return jobs.has_job(inventory, "backup", asset)
+
+    @property
+    def admin(self) -> jobs.RgwAdminAPI:
+        return jobs.rgw_admin(self.ctx, self.state.job_target)
+
+    @property
+    def credentials_file(self) -> Path:
+        path = self.state.job_target.credentials_file
+        assert path is not None  # preflight requires it
+        return path
+
+    @property
+    def found_user(self) -> UserInfo:
+        assert self.state.found_user is not None  # read in preflight
+        return self.state.found_user
+
+    def touches(self) -> list[Touch]:
+        """The backup job (stopped, re-run) and the service account the fault changes."""
+        job = jobs.backup_job_for(self.ctx)
+        out = jobs.backup_job_touches(self.ctx)
+        if job.admin is not None and job.service_account is not None:
+            out.append(Touch(job.admin, TouchKind.ACCOUNT, job.service_account))
+        return out
 
     def preflight(self) -> None:
-        super().preflight()
-        jt = self.job_target
+        s = self.state
+        jobs.require_backup_job(self.ctx, s)
+        jt = s.job_target
         if jt.service_account is None or jt.credentials_file is None:
             raise Inconclusive(f"job {jt.name} names no service_account or credentials_file")
-        self.uid = jt.service_account
+        s.uid = jt.service_account
         creds = read_credentials_file(jt.credentials_file)
-        self.found_key = (creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"])
-        self.found_user = self.admin.user_info(self.uid)
-        if self.found_user.suspended:
-            raise Inconclusive(f"account {self.uid} is already suspended")
-        if self.found_key[0] not in self.found_user.access_keys:
-            raise Inconclusive(f"the job's configured key is not a key of {self.uid}")
+        s.found_key = (creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"])
+        s.found_user = self.admin.user_info(s.uid)
+        if s.found_user.suspended:
+            raise Inconclusive(f"account {s.uid} is already suspended")
+        if s.found_key[0] not in s.found_user.access_keys:
+            raise Inconclusive(f"the job's configured key is not a key of {s.uid}")
 
     def baseline(self) -> None:
-        assert self.job_target.credentials_file is not None
-        self.found_creds = self.job_target.credentials_file.read_bytes()
-        self.ctx.event("baseline.account", uid=self.uid, keys=len(self.found_user.access_keys),
-                       last_good_snapshot=self.last_good.id)
+        s = self.state
+        s.found_creds = self.credentials_file.read_bytes()
+        assert s.last_good is not None
+        self.ctx.event("baseline.account", uid=s.uid, keys=len(self.found_user.access_keys),
+                       last_good_snapshot=s.last_good.id)
 
     def inject(self) -> None:
+        s = self.state
         if self.ctx.variant == "revoked":
-            self.admin.remove_key(self.uid, self.found_key[0])
+            self.admin.remove_key(s.uid, s.found_key[0])
         else:
-            self.admin.suspend(self.uid)
-        self.ctx.event("fault.credentials", uid=self.uid, variant=self.ctx.variant)
+            self.admin.suspend(s.uid)
+        self.ctx.event("fault.credentials", uid=s.uid, variant=self.ctx.variant)
+
+    def detect(self) -> bool:
+        return jobs.backup_failed(self.ctx, self.state)
 
     def runbook(self) -> list[RunbookStep]:
         return [
-            RunbookStep("classify-error", self.classify, "what the store refused"),
+            jobs.classify_error_step(self.ctx, self.state, self.expected_error),
             RunbookStep("inspect-account", self.inspect, "radosgw-admin user info"),
             RunbookStep("rotate-key", self.rotate, "re-enable if suspended; a new key"),
             RunbookStep("update-credentials", self.update_credentials,
                         "write the new key where the backup job reads it"),
             RunbookStep("retire-old-key", self.retire_old_key, "the old key stops working"),
-            RunbookStep("rerun-backup", self.rerun_backup, "the backup job, now"),
-            RunbookStep("verify-snapshot", self.verify_snapshot,
-                        "the new snapshot holds the asset as stored"),
+            *jobs.backup_proof_steps(self.ctx, self.state),
         ]
 
     def inspect(self) -> None:
-        self.inspected = self.admin.user_info(self.uid)
-        self.ctx.event("account.inspected", suspended=self.inspected.suspended,
-                       configured_key_present=self.found_key[0] in self.inspected.access_keys)
+        s = self.state
+        s.inspected = self.admin.user_info(s.uid)
+        self.ctx.event("account.inspected", suspended=s.inspected.suspended,
+                       configured_key_present=s.found_key[0] in s.inspected.access_keys)
 
     def rotate(self) -> None:
-        assert self.inspected is not None
-        if self.inspected.suspended:
-            self.admin.enable(self.uid)
-            self.ctx.event("account.enabled", uid=self.uid)
-        self.new_key = self.admin.create_key(self.uid)
-        self.ctx.event("key.created", uid=self.uid)
+        s = self.state
+        assert s.inspected is not None
+        if s.inspected.suspended:
+            self.admin.enable(s.uid)
+            self.ctx.event("account.enabled", uid=s.uid)
+        s.new_key = self.admin.create_key(s.uid)
+        self.ctx.event("key.created", uid=s.uid)
 
     def update_credentials(self) -> None:
-        assert self.new_key is not None and self.job_target.credentials_file is not None
-        write_credentials_file(self.job_target.credentials_file, *self.new_key)
-        self.ctx.event("credentials.updated", file=str(self.job_target.credentials_file))
+        assert self.state.new_key is not None
+        write_credentials_file(self.credentials_file, *self.state.new_key)
+        self.ctx.event("credentials.updated", file=str(self.credentials_file))
 
     def retire_old_key(self) -> None:
-        assert self.new_key is not None
-        keys = self.admin.user_info(self.uid).access_keys
+        s = self.state
+        assert s.new_key is not None
+        keys = self.admin.user_info(s.uid).access_keys
         for key in keys:
-            if key != self.new_key[0]:
-                self.admin.remove_key(self.uid, key)
+            if key != s.new_key[0]:
+                self.admin.remove_key(s.uid, key)
         self.ctx.event("key.retired", removed=len(keys) - 1)
 
     def verify(self) -> None:
-        super().verify()
-        endpoint = self.ctx.inventory.s3(self.ctx.asset.store).endpoint
-        assert self.job_target.credentials_file is not None
-        creds = read_credentials_file(self.job_target.credentials_file)
+        s = self.state
+        jobs.next_scheduled_run_ok(self.ctx, s)
+        store = self.ctx.adapters.s3(self.ctx.asset.store)
+        creds = read_credentials_file(self.credentials_file)
         configured = (creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"])
         results = {}
-        for label, pair in (("configured", configured), ("old", self.found_key)):
+        for label, pair in (("configured", configured), ("old", s.found_key)):
             try:
-                S3Store(S3Target(f"{label}-key", endpoint, "default", Secret(pair[0]),
-                                 Secret(pair[1]), False)).ping()
+                store.as_account(f"{label}-key", *pair).ping()
                 results[label] = "accepted"
             except TargetUnreachable as exc:
                 results[label] = str(exc).rsplit(": ", 1)[-1]
         self.ctx.findings.sections["credentials"] = {
-            "uid": self.uid, "variant": self.ctx.variant, "rotated": configured != self.found_key,
+            "uid": s.uid, "variant": self.ctx.variant, "rotated": configured != s.found_key,
             "configured_key": results["configured"], "old_key": results["old"]}
         if results["configured"] != "accepted":
             self.ctx.fail(f"the configured key is refused: {results['configured']}")
@@ -140,26 +183,26 @@ class CredentialExpiry(BackupJobDrill):
             self.ctx.fail("the old key still works: the rotation is not complete")
 
     def revert(self) -> None:
-        info = self.admin.user_info(self.uid)
-        if info.suspended and not self.found_user.suspended:
-            self.admin.enable(self.uid)
-        if self.found_key[0] not in info.access_keys:
-            self.admin.create_key(self.uid, *self.found_key)
-        for key in self.admin.user_info(self.uid).access_keys:
-            if key not in self.found_user.access_keys:
-                self.admin.remove_key(self.uid, key)
-        assert self.job_target.credentials_file is not None
-        path = self.job_target.credentials_file
-        if path.read_bytes() != self.found_creds:
+        s, found = self.state, self.found_user
+        info = self.admin.user_info(s.uid)
+        if info.suspended and not found.suspended:
+            self.admin.enable(s.uid)
+        if s.found_key[0] not in info.access_keys:
+            self.admin.create_key(s.uid, *s.found_key)
+        for key in self.admin.user_info(s.uid).access_keys:
+            if key not in found.access_keys:
+                self.admin.remove_key(s.uid, key)
+        path = self.credentials_file
+        if path.read_bytes() != s.found_creds:
             tmp = path.with_suffix(".revert")
-            tmp.write_bytes(self.found_creds)
+            tmp.write_bytes(s.found_creds)
             tmp.chmod(0o600)
             tmp.replace(path)
-        after = self.admin.user_info(self.uid)
-        if after.suspended != self.found_user.suspended or \
-                set(after.access_keys) != set(self.found_user.access_keys):
-            raise StepFailed(f"account {self.uid} is not as found after revert")
+        after = self.admin.user_info(s.uid)
+        if after.suspended != found.suspended or \
+                set(after.access_keys) != set(found.access_keys):
+            raise StepFailed(f"account {s.uid} is not as found after revert")
         try:
-            self.job.run_once(timeout_s=self.ctx.inventory.step_timeout_s)
+            jobs.job(self.ctx, s.job_target).run_once(timeout_s=self.ctx.inventory.step_timeout_s)
         except TargetUnreachable as exc:
             raise StepFailed(f"the backup job fails after revert: {exc}") from exc

@@ -24,10 +24,11 @@ from typing import ClassVar
 from harness.blast import Touch, TouchKind
 from harness.context import DrillContext
 from harness.errors import GuardRefused, Inconclusive, StepFailed
+from harness.golden import GoldenPair as Golden
 from harness.inventory_kube import ASSET_KIND, KubeWorkload
 from harness.model import RestorePoint
 from harness.runbook import kube as rb
-from harness.runbook.kube_load import Golden, ServiceLoad
+from harness.runbook.kube_load import ServiceLoad
 from harness.scenario import RunbookStep, Scenario
 from harness.targets.kube import KubeCluster
 

@@ -14,63 +14,105 @@ is refused with QuotaExceeded. Variants, i.e. the remedy the site has configured
 
 Verification: the re-run's snapshot holds the asset as the store has it, and the next scheduled
 run succeeds. Evidence ``sections["capacity"]``: quota and usage before, at the fault and after.
-Revert sets the bucket's quota back as found.
+Revert sets the bucket's quota back as found. The backup-job steps are harness/runbook/jobs.py's.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.blast import Touch, TouchKind
 from harness.errors import Inconclusive, StepFailed
-from harness.inventory import JobTarget, S3Target, Secret
-from harness.scenario import RunbookStep
+from harness.inventory import Asset, Inventory
+from harness.runbook import jobs
+from harness.scenario import RunbookStep, Scenario
 from harness.targets.restic import read_credentials_file
 from harness.targets.rgwadmin import Quota
-from harness.targets.s3 import S3Store
-from scenarios.datadrills import BackupJobDrill
+
+if TYPE_CHECKING:
+    from harness.context import DrillContext
 
 MiB = 1024 * 1024
 
 
-class StorageFull(BackupJobDrill):
+@dataclass
+class CapacityState(jobs.BackupJobState):
+    bucket: str = ""
+    found_quota: Quota | None = None
+    fault_quota: Quota | None = None
+    #: the evidence section, filled phase by phase
+    capacity: dict[str, Any] = field(default_factory=dict)
+
+
+class StorageFull(Scenario):
     name: ClassVar[str] = "storage-full"
     summary: ClassVar[str] = "fill the backup target (quota); apply retention or raise capacity"
     variants: ClassVar[tuple[str, ...]] = ("raise-quota", "retention")
+    asset_kinds: ClassVar[tuple[str, ...]] = ("model-weights", "lora-adapter", "pipeline-config",
+                                              "dataset")
+    destructive: ClassVar[bool] = True
     blast_radius: ClassVar[str] = "the quota of the bucket the backup job writes"
     expected_error: ClassVar[tuple[str, ...]] = ("quota-exceeded",)
 
-    bucket: str
-    found_quota: Quota
-    fault_quota: Quota
-    capacity: dict[str, Any]
+    def __init__(self, ctx: DrillContext) -> None:
+        super().__init__(ctx)
+        self.state = CapacityState()
 
-    def admin_touches(self, job: JobTarget) -> list[Touch]:
-        if job.admin is None or job.bucket is None:
-            return []
-        return [Touch(job.admin, TouchKind.QUOTA, job.bucket)]
+    @classmethod
+    def applies_to(cls, inventory: Inventory, asset: Asset) -> bool:
+        return jobs.has_job(inventory, "backup", asset)
+
+    @property
+    def admin(self) -> jobs.RgwAdminAPI:
+        return jobs.rgw_admin(self.ctx, self.state.job_target)
+
+    @property
+    def found_quota(self) -> Quota:
+        assert self.state.found_quota is not None  # read in preflight
+        return self.state.found_quota
+
+    @property
+    def fault_quota(self) -> Quota:
+        assert self.state.fault_quota is not None  # set by inject
+        return self.state.fault_quota
+
+    def touches(self) -> list[Touch]:
+        """The backup job (stopped, re-run) and the quota of the bucket it writes."""
+        job = jobs.backup_job_for(self.ctx)
+        out = jobs.backup_job_touches(self.ctx)
+        if job.admin is not None and job.bucket is not None:
+            out.append(Touch(job.admin, TouchKind.QUOTA, job.bucket))
+        return out
 
     def preflight(self) -> None:
-        super().preflight()
-        if self.job_target.bucket is None:
-            raise Inconclusive(f"job {self.job_target.name} names no bucket it writes")
-        if self.ctx.variant == "retention" and self.job_target.keep_last is None:
-            raise Inconclusive(f"job {self.job_target.name} has no retention policy (keep_last)")
-        self.bucket = self.job_target.bucket
-        self.found_quota = self.admin.bucket_quota(self.bucket)
+        s = self.state
+        jobs.require_backup_job(self.ctx, s)
+        jt = s.job_target
+        if jt.bucket is None:
+            raise Inconclusive(f"job {jt.name} names no bucket it writes")
+        if self.ctx.variant == "retention" and jt.keep_last is None:
+            raise Inconclusive(f"job {jt.name} has no retention policy (keep_last)")
+        s.bucket = jt.bucket
+        s.found_quota = self.admin.bucket_quota(s.bucket)
 
     def baseline(self) -> None:
-        size, objects = self.admin.bucket_usage(self.bucket)
-        self.capacity = {"bucket": self.bucket, "found_quota": self.found_quota.__dict__,
-                         "usage_at_baseline": {"bytes": size, "objects": objects}}
+        s = self.state
+        size, objects = self.admin.bucket_usage(s.bucket)
+        s.capacity = {"bucket": s.bucket, "found_quota": self.found_quota.__dict__,
+                      "usage_at_baseline": {"bytes": size, "objects": objects}}
         self.ctx.event("baseline.capacity", bytes=size, objects=objects)
 
     def inject(self) -> None:
-        size, _ = self.admin.bucket_usage(self.bucket)
-        self.fault_quota = Quota(True, size, -1)
-        self.admin.set_bucket_quota(self.bucket, self.fault_quota)
-        self.capacity["fault_quota"] = self.fault_quota.__dict__
-        self.ctx.event("fault.quota", bucket=self.bucket, max_size=size)
+        s = self.state
+        size, _ = self.admin.bucket_usage(s.bucket)
+        s.fault_quota = Quota(True, size, -1)
+        self.admin.set_bucket_quota(s.bucket, s.fault_quota)
+        s.capacity["fault_quota"] = s.fault_quota.__dict__
+        self.ctx.event("fault.quota", bucket=s.bucket, max_size=size)
+
+    def detect(self) -> bool:
+        return jobs.backup_failed(self.ctx, self.state)
 
     def runbook(self) -> list[RunbookStep]:
         remedy = (RunbookStep("raise-quota", self.raise_quota, "more capacity")
@@ -78,33 +120,32 @@ class StorageFull(BackupJobDrill):
                   RunbookStep("apply-retention", self.apply_retention,
                               "forget --prune, purge what it deleted"))
         return [
-            RunbookStep("classify-error", self.classify, "what the store refused"),
+            jobs.classify_error_step(self.ctx, self.state, self.expected_error),
             RunbookStep("inspect-capacity", self.inspect, "quota and usage"),
             remedy,
-            RunbookStep("rerun-backup", self.rerun_backup, "the backup job, now"),
-            RunbookStep("verify-snapshot", self.verify_snapshot,
-                        "the new snapshot holds the asset as stored"),
+            *jobs.backup_proof_steps(self.ctx, self.state),
         ]
 
     def inspect(self) -> None:
-        quota = self.admin.bucket_quota(self.bucket)
-        size, objects = self.admin.bucket_usage(self.bucket)
-        self.capacity["at_detection"] = {"quota": quota.__dict__, "bytes": size,
-                                         "objects": objects}
+        s = self.state
+        quota = self.admin.bucket_quota(s.bucket)
+        size, objects = self.admin.bucket_usage(s.bucket)
+        s.capacity["at_detection"] = {"quota": quota.__dict__, "bytes": size, "objects": objects}
         full = quota.enabled and quota.max_size >= 0 and size >= quota.max_size
         self.ctx.event("capacity.inspected", bytes=size, max_size=quota.max_size, full=full)
         if not full:
-            raise StepFailed(f"bucket {self.bucket} is not full ({size} of {quota.max_size} B): "
+            raise StepFailed(f"bucket {s.bucket} is not full ({size} of {quota.max_size} B): "
                              "the quota error has another cause")
 
     def raise_quota(self) -> None:
-        size, _ = self.admin.bucket_usage(self.bucket)
+        s = self.state
+        size, _ = self.admin.bucket_usage(s.bucket)
         raised = Quota(True, size + max(size // 2, 16 * MiB), -1)
-        self.admin.set_bucket_quota(self.bucket, raised)
-        self.capacity["raised_quota"] = raised.__dict__
+        self.admin.set_bucket_quota(s.bucket, raised)
+        s.capacity["raised_quota"] = raised.__dict__
 
     def _repo_location(self) -> tuple[str, str]:
-        repo = self.repo.target.repository
+        repo = jobs.backup_repo(self.ctx).target.repository
         if not repo.startswith("s3:"):
             raise Inconclusive(f"retention purge needs an s3 repository, not {repo}")
         path = repo.split("://", 1)[-1].split("/", 1)[-1]
@@ -112,40 +153,41 @@ class StorageFull(BackupJobDrill):
         return bucket, (prefix.rstrip("/") + "/") if prefix else ""
 
     def apply_retention(self) -> None:
-        keep = self.job_target.keep_last
+        s = self.state
+        keep = s.job_target.keep_last
         assert keep is not None
-        before = len(self.repo.snapshots())
+        repo, job = jobs.backup_repo(self.ctx), jobs.job(self.ctx, s.job_target)
+        before = len(repo.snapshots())
         # prune needs an exclusive lock: pause the scheduled job, as an operator would
-        self.job.stop()
-        self.admin.set_bucket_quota(self.bucket, self.found_quota)  # prune needs room to lock
+        job.stop()
+        self.admin.set_bucket_quota(s.bucket, self.found_quota)  # prune needs room to lock
         try:
             # a backup killed by the full store may have left its lock behind; unlock removes
             # only locks whose process is gone
-            self.repo.run("unlock")
-            self.repo.run("forget", "--keep-last", str(keep), "--prune")
+            repo.run("unlock")
+            repo.run("forget", "--keep-last", str(keep), "--prune")
             freed = self._purge_deleted()
         finally:
-            self.admin.set_bucket_quota(self.bucket, self.fault_quota)
-            self.job.start()
-        size, objects = self.admin.bucket_usage(self.bucket)
-        self.capacity["retention"] = {"keep_last": keep, "snapshots_before": before,
-                                      "snapshots_after": len(self.repo.snapshots()),
-                                      "noncurrent_bytes_purged": freed,
-                                      "usage_after": {"bytes": size, "objects": objects}}
+            self.admin.set_bucket_quota(s.bucket, self.fault_quota)
+            job.start()
+        size, objects = self.admin.bucket_usage(s.bucket)
+        s.capacity["retention"] = {"keep_last": keep, "snapshots_before": before,
+                                   "snapshots_after": len(repo.snapshots()),
+                                   "noncurrent_bytes_purged": freed,
+                                   "usage_after": {"bytes": size, "objects": objects}}
         if size >= self.fault_quota.max_size:
             raise StepFailed(f"retention freed too little: {size} B used of "
                              f"{self.fault_quota.max_size} B")
 
     def _purge_deleted(self) -> int:
         """Delete every version of the repository objects prune removed (their newest version
-        is a delete marker); returns the bytes freed."""
+        is a delete marker), as the backup account; returns the bytes freed."""
         bucket, prefix = self._repo_location()
-        assert self.job_target.credentials_file is not None
-        creds = read_credentials_file(self.job_target.credentials_file)
-        endpoint = self.ctx.inventory.s3(self.ctx.asset.store).endpoint
-        store = S3Store(S3Target("backup-account", endpoint, "default",
-                                 Secret(creds["AWS_ACCESS_KEY_ID"]),
-                                 Secret(creds["AWS_SECRET_ACCESS_KEY"]), False))
+        path = self.state.job_target.credentials_file
+        assert path is not None
+        creds = read_credentials_file(path)
+        store = self.ctx.adapters.s3(self.ctx.asset.store).as_account(
+            "backup-account", creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"])
         versions = store.list_versions(bucket, prefix)
         deleted = {v.key for v in versions if v.is_latest and v.is_delete_marker}
         freed = 0
@@ -156,17 +198,19 @@ class StorageFull(BackupJobDrill):
         return freed
 
     def verify(self) -> None:
-        super().verify()
-        size, objects = self.admin.bucket_usage(self.bucket)
-        quota = self.admin.bucket_quota(self.bucket)
-        self.capacity["after_recovery"] = {"quota": quota.__dict__, "bytes": size,
-                                           "objects": objects}
-        self.ctx.findings.sections["capacity"] = self.capacity
+        s = self.state
+        jobs.next_scheduled_run_ok(self.ctx, s)
+        size, objects = self.admin.bucket_usage(s.bucket)
+        quota = self.admin.bucket_quota(s.bucket)
+        s.capacity["after_recovery"] = {"quota": quota.__dict__, "bytes": size,
+                                        "objects": objects}
+        self.ctx.findings.sections["capacity"] = s.capacity
         if quota.enabled and quota.max_size >= 0 and size > quota.max_size:
             self.ctx.fail(f"usage {size} B is over the quota {quota.max_size} B after recovery")
 
     def revert(self) -> None:
-        self.admin.set_bucket_quota(self.bucket, self.found_quota)
-        self.job.start()  # idempotent: running if it was paused for a prune
-        if self.admin.bucket_quota(self.bucket) != self.found_quota:
-            raise StepFailed(f"the quota of {self.bucket} is not as found after revert")
+        s = self.state
+        self.admin.set_bucket_quota(s.bucket, self.found_quota)
+        jobs.job(self.ctx, s.job_target).start()  # idempotent: running if paused for a prune
+        if self.admin.bucket_quota(s.bucket) != self.found_quota:
+            raise StepFailed(f"the quota of {s.bucket} is not as found after revert")

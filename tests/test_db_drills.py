@@ -15,6 +15,7 @@ import yaml
 from harness.context import DrillContext
 from harness.inventory import Inventory, load_inventory
 from harness.model import Verdict
+from harness.runbook.database import DbState, dump_catalog, fault_time, use_dump
 from harness.runner import DrillRequest, DrillResult, StepOverride, run_drill
 from harness.scenario import Scenario
 from harness.targets.database import Database, TableState
@@ -29,7 +30,7 @@ from lab.postgres import (
 from lab.registry import REGISTRY_ASSET, REGISTRY_DB, RegistryComponent, registry_change
 from lab.stack import Lab
 from reports.render import write_evidence
-from scenarios.annotation_db_loss import AnnotationDbLoss, DatabaseLoss
+from scenarios.annotation_db_loss import AnnotationDbLoss
 from scenarios.registry_loss import RegistryLoss
 
 pytestmark = pytest.mark.lab
@@ -60,11 +61,11 @@ def drill(inventory: Inventory, cls: type[Scenario], asset: str, root: Path,
 
 def stale_dump(ctx: DrillContext, original: Callable[[], None]) -> None:
     """Sabotage: restore the second-newest dump made before the fault, not the newest."""
-    scenario: DatabaseLoss = original.__self__  # type: ignore[attr-defined]
-    t0 = scenario.injected_at()
-    before = [r for r in scenario.catalog.records() if r.created < t0]
+    state: DbState = original.args[1]  # type: ignore[attr-defined]  # the step's (ctx, state)
+    t0 = fault_time(ctx)
+    before = [r for r in dump_catalog(ctx).records() if r.created < t0]
     assert len(before) >= 2
-    scenario.use_restore_point(before[-2])
+    use_dump(ctx, state, before[-2])
 
 
 @pytest.fixture

@@ -12,15 +12,13 @@ Service's address, forwarded to the pods' ready endpoints.
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from harness.context import DrillContext
 from harness.errors import Inconclusive
+from harness.golden import GoldenPair as Golden
 from harness.load import (
     SLO,
     LoadRun,
@@ -36,17 +34,6 @@ from harness.targets.inference import InferenceEndpoint
 
 #: seconds the continuous load may outlast the runbook while waiting for the SLO to hold
 RECOVERY_SLACK_S = 5.0
-
-
-@dataclass(frozen=True)
-class Golden:
-    inputs: list[list[float]]
-    outputs: list[list[float]]
-
-    @classmethod
-    def load(cls, path: Path) -> Golden:
-        doc = json.loads(path.read_text())
-        return cls(doc["inputs"], doc["outputs"])
 
 
 class ServiceLoad:

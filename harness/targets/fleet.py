@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import GuardRefused, TargetUnreachable
-from harness.inventory import NodeTarget, OrchestratorTarget
+from harness.inventory import InferenceTarget, NodeTarget, OrchestratorTarget
+from harness.targets.inference import InferenceEndpoint
 
 
 def _proc_state(pid: int) -> str | None:
@@ -156,3 +157,8 @@ class Orchestrator:
             raise TargetUnreachable(f"orchestrator {self.target.name}: cannot read "
                                     f"{self.target.state_file}: {exc}") from exc
         return FleetView(nodes, replicas, str(doc.get("updated_utc", "")))
+
+    def endpoint(self, replica: ReplicaView, model: str) -> InferenceEndpoint:
+        """The replica's own endpoint, where the orchestrator says it runs now (it moves)."""
+        return InferenceEndpoint(InferenceTarget(f"replica {replica.name}", replica.url, model,
+                                                 False), timeout_s=10)

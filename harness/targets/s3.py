@@ -32,7 +32,7 @@ from botocore.config import Config
 from harness.blast import Fence
 from harness.errors import TargetUnreachable
 from harness.integrity import Readable, sha256_stream
-from harness.inventory import S3Target
+from harness.inventory import S3Target, Secret
 
 T = TypeVar("T")
 
@@ -132,6 +132,14 @@ class S3Store:
         self.max_concurrency = max_concurrency
         #: set by the runner for the length of a drill: writes outside it are refused
         self.fence: Fence | None = None
+
+    def as_account(self, label: str, access_key: str, secret_key: str) -> S3Store:
+        """The same endpoint under another account's key (a backup job's, a retired one), to
+        see what that account may do. Unfenced: it acts as that account, outside any drill's
+        declared resources, exactly as the account itself would."""
+        t = self.target
+        return S3Store(S3Target(label, t.endpoint, t.region, Secret(access_key),
+                                Secret(secret_key), False))
 
     def _may_write(self, bucket: str, key: str) -> None:
         if self.fence is not None:
