@@ -76,6 +76,11 @@ def _gib(n: int) -> str:
     return f"{n / 1024**3:.2f} GiB"
 
 
+def admin_for_store(inventory: Inventory, store: str) -> RgwAdminTarget | None:
+    """The ``rgw-admin`` target of the gateway that serves the S3 target ``store``, if any."""
+    return _admin_for(inventory, inventory.s3(store).endpoint)
+
+
 def _admin_for(inventory: Inventory, endpoint: str) -> RgwAdminTarget | None:
     want = urlsplit(endpoint)
     for target in inventory.targets.values():

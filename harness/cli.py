@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--dry-run", action="store_true",
                      help="list the orphans and what would be restored; change nothing")
 
+    from harness.gc import add_parser as add_gc_parser  # the whole command lives in gc.py
+    add_gc_parser(sub)
+
     lab = sub.add_parser("lab", help="the embedded lab on 127.0.0.1",
                          description="The embedded lab: Ceph RGW, restic, an inference node, on "
                                      "127.0.0.1, rooted in --dir (default $DRILLBOOK_LAB_DIR or "
@@ -544,6 +547,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_recover(args)
         if args.command == "lab":
             return cmd_lab(args)
+        if args.command == "gc":
+            from harness.gc import cmd_gc
+            return cmd_gc(args, _inventory_for(args))
     except (InventoryError, UsageError) as exc:
         _err(str(exc))
         return EXIT_USAGE

@@ -160,6 +160,7 @@ def test_memory_is_bounded_by_the_part_budget_not_the_object() -> None:
         store.upload_hashed("b", "k", io.BytesIO(payload), parts=pool, budget=budget,
                             part_size=16 * KiB, threshold=16 * KiB)
     assert budget.most == 2  # 40 parts went through, never more than 2 buffers alive
+    assert budget.made <= 2  # and at most two buffers (reused) carried all of them
     assert client.objects[("b", "k")] == payload
 
 
@@ -200,6 +201,8 @@ class FakeRepo:
                 includes: list[str] | None = None) -> Path:
         root = target / path.strip("/")
         for rel in includes or list(self.data):
+            if rel not in self.data:
+                continue  # as restic: an include that matches nothing is no error
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_bytes(self.data[rel])
         self.restored.append(target)
@@ -243,12 +246,14 @@ def test_restore_to_store_brings_every_file_back_hashed(method: str, tmp_path: P
         assert sorted(repo.dumped) == sorted(FILES)
 
 
-def test_a_file_restic_cannot_deliver_fails_the_restore() -> None:
+@pytest.mark.parametrize("method", ["dump", "restore"])
+def test_a_file_restic_cannot_deliver_fails_the_restore(method: str, tmp_path: Path) -> None:
     repo = FakeRepo(FILES)
     with pytest.raises(TargetUnreachable, match="not found"):
         restore_to_store(repo, "s1", "/backup/m", {"missing.bin": "p/missing.bin",  # type: ignore[arg-type]
                                                    "config.json": "p/config.json"},
-                         fake_store(FakeS3()), "bkt", tuning=RestoreTuning(files=2))
+                         fake_store(FakeS3()), "bkt", tuning=RestoreTuning(files=2, method=method),
+                         scratch=tmp_path)
 
 
 def test_hash_from_backup_reads_each_file_once() -> None:
@@ -262,6 +267,8 @@ def test_tuning_from_environment() -> None:
     t = RestoreTuning.from_env({"DRILLBOOK_RESTORE_FILES": "2", "DRILLBOOK_RESTORE_PARTS": "5",
                                 "DRILLBOOK_RESTORE_METHOD": "restore"})
     assert (t.files, t.parts, t.method, t.upload_threads) == (2, 5, "restore", 6)
+    assert RestoreTuning.from_env({"DRILLBOOK_RESTORE_GROUPS": "3"}).groups == 3
+    assert RestoreTuning.from_env({}) == RestoreTuning()
     with pytest.raises(UsageError, match="whole number"):
         RestoreTuning.from_env({"DRILLBOOK_RESTORE_FILES": "many"})
     with pytest.raises(UsageError, match="not one of"):
