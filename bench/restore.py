@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if made:
             t = time.monotonic()
-            lab.up(progress=lambda m: print(m, flush=True))
+            # each step stamped with the time since start: where lab up spends its time
+            lab.up(progress=lambda m: print(f"[{time.monotonic() - t:6.1f}] {m}", flush=True))
             print(f"lab up at {lab.state.model_size // MiB} MiB in {time.monotonic() - t:.1f} s")
         elif lab.node_readiness() != "ready":
             raise SystemExit(f"the lab in {root} is not serving (node: {lab.node_readiness()}); "
