@@ -68,7 +68,9 @@ def require_room(inventory: Inventory, store: str, needed_bytes: int, what: str)
         raise Inconclusive(
             f"store {store} lacks room for the safety copy: {what} needs "
             f"{_gib(needed_bytes)} plus a reserve of {_gib(reserve)}, and {_gib(space.free_bytes)} "
-            f"is free ({space.source}); nothing was touched")
+            f"is free ({space.source}); nothing was touched (`drillbook gc` reclaims what "
+            f"earlier drills left: redundant safety copies, unfinished uploads, deleted data "
+            f"RGW has not collected yet)")
     return space
 
 

@@ -324,7 +324,9 @@ class S3Store:
             if self.is_missing(exc):
                 return None, 0
             raise
-        return self._call("read object", lambda: sha256_stream(body))
+        # 1 MiB reads: several of these run at once, and 8 MiB blocks freed and made again in
+        # each thread stay in glibc's per-thread heaps (resident) long after the drill needs them
+        return self._call("read object", lambda: sha256_stream(body, _COPY_CHUNK))
 
     def hash_objects(self, bucket: str,
                      keys: list[tuple[str, str | None]]) -> dict[str, tuple[str | None, int]]:
