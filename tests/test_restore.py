@@ -266,7 +266,7 @@ def test_hash_from_backup_reads_each_file_once() -> None:
 def test_tuning_from_environment() -> None:
     t = RestoreTuning.from_env({"DRILLBOOK_RESTORE_FILES": "2", "DRILLBOOK_RESTORE_PARTS": "5",
                                 "DRILLBOOK_RESTORE_METHOD": "restore"})
-    assert (t.files, t.parts, t.method, t.upload_threads) == (2, 5, "restore", 6)
+    assert (t.files, t.parts, t.method, t.upload_threads) == (2, 5, "restore", 5)
     assert RestoreTuning.from_env({"DRILLBOOK_RESTORE_GROUPS": "3"}).groups == 3
     assert RestoreTuning.from_env({}) == RestoreTuning()
     with pytest.raises(UsageError, match="whole number"):

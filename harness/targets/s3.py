@@ -112,8 +112,9 @@ class PartBudget:
         self.release()
 
 
-#: idle part buffers kept for reuse by the whole process (8 x 16 MiB at most)
-SPARE_BUFFERS = 8
+#: idle part buffers kept for reuse by the whole process (6 x 16 MiB at most: the restore's
+#: default budget)
+SPARE_BUFFERS = 6
 _SPARES: list[bytearray] = []
 _SPARES_LOCK = threading.Lock()
 
