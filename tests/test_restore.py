@@ -350,3 +350,32 @@ def test_upload_stream_is_the_same_bounded_upload() -> None:
     assert store.upload_stream("b", "big", DribbleStream(payload, 65536)) == (
         hashlib.sha256(payload).hexdigest(), len(payload))
     assert client.objects[("b", "big")] == payload and client.puts == 0
+
+
+def test_a_group_is_uploaded_while_the_other_group_still_restores(tmp_path: Path) -> None:
+    """The second group's restic does not finish until the first group's files are in the
+    store: only an overlapped pipeline gets through (a serial one would wait out the timeout)."""
+    first_sent = threading.Event()
+
+    class Client(FakeS3):
+        def put_object(self, *, Bucket: str, Key: str, Body: bytes) -> dict[str, Any]:
+            out = super().put_object(Bucket=Bucket, Key=Key, Body=Body)
+            if Key == "p/config.json":
+                first_sent.set()
+            return out
+
+    class SlowSecondGroup(FakeRepo):
+        def restore(self, snapshot_id: str, path: str, target: Path,
+                    includes: list[str] | None = None) -> Path:
+            if includes and "config.json" not in includes:
+                assert first_sent.wait(timeout=10), "the first group was not sent meanwhile"
+            return super().restore(snapshot_id, path, target, includes)
+
+    files = {"config.json": b'{"a": 1}', "model-1.safetensors": data(300 * KiB, 1)}
+    client = Client()
+    report = restore_to_store(SlowSecondGroup(files), "s1", "/backup/m",  # type: ignore[arg-type]
+                              {rel: "p/" + rel for rel in files}, fake_store(client), "bkt",
+                              tuning=RestoreTuning(groups=2, part_size=64 * KiB),
+                              scratch=tmp_path)
+    assert report.method == "restore" and report.bytes == sum(len(b) for b in files.values())
+    assert client.objects[("bkt", "p/model-1.safetensors")] == files["model-1.safetensors"]
