@@ -200,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         journal.write_text(journal_text)
         print(f"drillbook purge RTO: {rto:.2f} s (verdict {doc['verdict']}); where it went:")
         print("\n".join(where_the_time_goes(doc, journal)))
+        print(f"load average (1, 5, 15 min) at the end: "
+              f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
         print(f"restore: size={size_mib} drillbook={rto:.2f} naive={t_naive:.2f} "
               f"lower={t_lower:.2f} ratio_naive={rto / t_naive:.2f} peak_rss_mb={rss:.0f}")
     finally:
