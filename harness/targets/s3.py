@@ -16,6 +16,7 @@ part upload on a busy store may take that long to be acknowledged) and is tried 
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import hashlib
 import io
 import os
@@ -111,6 +112,22 @@ class PartBudget:
                 _SPARES.append(buf)
         self.release()
 
+
+def _big_blocks_outside_the_heaps() -> None:
+    """Fix glibc's mmap threshold at 4 MiB (Linux; a no-op elsewhere). By default glibc raises
+    the threshold to the size of any mmapped block freed, so once one 16 MiB part has been freed
+    every later block up to 16 MiB is carved from the per-thread heaps, which keep it resident
+    after it is freed: the drill's RSS then grows with the number of threads that ever held a
+    part or a read buffer, not with what is alive. A fixed threshold keeps part buffers mmapped
+    (returned to the system when freed) and small blocks in the heaps."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, 4 * 1024 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+_big_blocks_outside_the_heaps()
 
 #: idle part buffers kept for reuse by the whole process (6 x 16 MiB at most: the restore's
 #: default budget)
