@@ -3,6 +3,16 @@
 It holds the inventory entry for the asset, the adapters (built once, lazily, from the inventory),
 the journal, and the findings so far. Scenarios never construct clients; they ask the context, so
 a test or a site can hand in other adapters.
+
+Recording results, the typed way (the reports read these fields, never string keys)::
+
+    ctx.record_smoke(SmokeResult.golden(total=8, identical=8, endpoint=url))
+    ctx.section(ReplicationSection(...))   # a TypedSection registered under its name
+    ctx.service_recovered(at=instant)      # the service was back (ends the service RTO)
+
+The older API still works: ``ctx.findings.smoke[key] = value`` and
+``ctx.findings.sections[name] = {...}`` are read into their types when the evidence is built (a
+section whose dict does not fit its declared type is kept and rendered generically).
 """
 
 from __future__ import annotations
@@ -18,7 +28,20 @@ from harness.blast import Fence, Touch
 from harness.errors import Inconclusive, StepFailed
 from harness.inventory import Asset, Inventory
 from harness.journal import Clock, Journal
-from harness.model import IntegrityCheck, Outcome, Phase, RestorePoint, Scalar, StepRecord
+from harness.model import (
+    SERVICE_RECOVERED,
+    IntegrityCheck,
+    Outcome,
+    Phase,
+    RestorePoint,
+    Scalar,
+    Section,
+    SmokeResult,
+    StepRecord,
+    TypedSection,
+    iso,
+    section_from_json,
+)
 from harness.targets.database import Database
 from harness.targets.fleet import NodeHost, Orchestrator
 from harness.targets.inference import InferenceEndpoint
@@ -40,13 +63,29 @@ class Findings:
     failures: list[str] = field(default_factory=list)
     inconclusive: list[str] = field(default_factory=list)
     restore_point: RestorePoint | None = None
+    #: the smoke test's results as flat key/values (the older API; see ``smoke_result``)
     smoke: dict[str, Scalar] = field(default_factory=dict)
     reverted: bool = False
-    #: scenario-specific evidence (load timelines, loss accounting, ...), each a JSON object
+    #: scenario-specific evidence as JSON objects (the older API; see ``typed_sections``)
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: sections recorded with their declared type (DrillContext.section); a name given here
+    #: replaces a dict section of the same name
+    typed_sections: dict[str, Section] = field(default_factory=dict)
     #: where the drill did not go as planned without missing an objective (a rejected restore
     #: point, a fallback to an older one, a slow store): each becomes a "deviation" finding
     deviations: list[str] = field(default_factory=list)
+
+    def smoke_result(self) -> SmokeResult:
+        """The smoke test's results, typed."""
+        return SmokeResult.from_json(self.smoke)
+
+    def all_sections(self) -> dict[str, Section]:
+        """Every section, typed (a dict section whose shape does not fit its declared type is
+        kept as a generic one)."""
+        out = {name: section_from_json(name, doc) for name, doc in self.sections.items()
+               if name not in self.typed_sections}
+        out.update(self.typed_sections)
+        return out
 
 
 class Adapters:
@@ -188,6 +227,26 @@ class DrillContext:
         self.findings.deviations.append(reason)
         self.journal.note("finding", verdict="DEVIATION", reason=reason, phase=self.phase.value)
         self.progress(f"  DEVIATION: {reason}")
+
+    def section(self, section: TypedSection) -> None:
+        """Record a typed evidence section under the name its type is registered with."""
+        name = type(section).section_name
+        if not name:
+            raise TypeError(f"{type(section).__name__} is not registered "
+                            f"(harness.model.register_section)")
+        self.findings.typed_sections[name] = section
+
+    def record_smoke(self, result: SmokeResult) -> None:
+        """Record the smoke test's typed result (merged with any key/values given before)."""
+        self.findings.smoke.update(result.to_json())
+
+    def service_recovered(self, at: datetime | None = None, **detail: Scalar) -> None:
+        """The service is back (for inference: the SLO holds again): this ends the service RTO,
+        if the verification after it passes. ``at`` gives an instant measured after the fact
+        (e.g. from load samples); it may not lie after now."""
+        if at is not None:
+            detail["at_utc"] = iso(at)
+        self.journal.event(SERVICE_RECOVERED, self.phase, **detail)
 
     def integrity(self, obj: str, expected: str, actual: str | None) -> bool:
         ok = actual is not None and actual == expected

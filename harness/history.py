@@ -6,6 +6,11 @@ whether recovery got slower. A *regression* is a drill whose measured RTO is wor
 previous measured RTO of the same series (scenario, variant, asset) by more than both a relative
 tolerance and an absolute one (small absolute jitter on a seconds-long recovery is noise, not a
 regression). Unmeasured RTOs never count as "better" or "worse": they are skipped in comparisons.
+
+``rto_s`` is the RTO the objective is judged on, the service RTO; ``rto_verified_s`` (until the
+harness's verification passed) and ``verification_s`` are kept beside it. A history written before
+the service RTO existed is migrated in place: its ``rto_s`` was the verified figure, so it moves
+to ``rto_verified_s`` and the service RTO of those drills is "not measured", never a guess.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from harness.model import Evidence, iso
 
 HISTORY_FILE = "history.sqlite"
 DEFAULT_TOLERANCE = 0.20  # 20 % slower than the previous drill ...
@@ -44,7 +51,9 @@ CREATE TABLE IF NOT EXISTS drills (
     evidence_sha256 TEXT NOT NULL,
     runbook_sha256  TEXT,
     git_commit      TEXT,
-    reasons         TEXT NOT NULL
+    reasons         TEXT NOT NULL,
+    rto_verified_s  REAL,
+    verification_s  REAL
 );
 CREATE INDEX IF NOT EXISTS drills_series ON drills (scenario, variant, asset, started_utc);
 """
@@ -68,6 +77,8 @@ class DrillRow:
     rpo_met: bool | None
     directory: str
     reasons: tuple[str, ...]
+    rto_verified_s: float | None = None
+    verification_s: float | None = None
 
     @property
     def series(self) -> str:
@@ -104,36 +115,60 @@ class History:
         conn = sqlite3.connect(root / HISTORY_FILE, timeout=60)
         try:
             conn.executescript(_SCHEMA)
+            _migrate(conn)
             yield cls(conn, root)
             conn.commit()
         finally:
             conn.close()
 
-    def record(self, doc: dict[str, Any], directory: Path) -> None:
-        """Append one drill from its evidence document (idempotent per drill id)."""
+    def record(self, evidence: Evidence | Mapping[str, Any], directory: Path) -> None:
+        """Append one drill from its evidence (idempotent per drill id); a document is read
+        into the model first."""
         try:
             rel = directory.resolve().relative_to(self.root.resolve()).as_posix()
         except ValueError:
             rel = str(directory.resolve())
-        runbook = doc.get("runbook") or {}
+        ev = evidence if isinstance(evidence, Evidence) else Evidence.from_json(evidence)
+        runbook = None if ev.audit is None else ev.audit.runbook
+        verified = ev.rto_verified
         self.conn.execute(
-            "INSERT OR REPLACE INTO drills VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (doc["drill_id"], doc["scenario"], doc["variant"], doc["asset"], doc["tier"],
-             doc["site"], doc["verdict"], doc["started_utc"], doc["finished_utc"],
-             doc["rto"]["measured_s"], doc["rto"]["target_s"], doc["rto"]["met"],
-             doc["rpo"]["measured_s"], doc["rpo"]["target_s"], doc["rpo"]["met"], rel,
-             hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest(),
-             runbook.get("definition_sha256"), runbook.get("git_commit"),
-             json.dumps(doc.get("reasons", []))))
+            f"INSERT OR REPLACE INTO drills ({', '.join(_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in _COLUMNS)})",
+            (ev.drill_id, ev.scenario, ev.variant, ev.asset, ev.tier, ev.site, ev.verdict.value,
+             iso(ev.started), iso(ev.finished), ev.rto.measured_s, ev.rto.target_s, ev.rto.met,
+             ev.rpo.measured_s, ev.rpo.target_s, ev.rpo.met, rel,
+             hashlib.sha256(json.dumps(ev.to_json(), sort_keys=True).encode()).hexdigest(),
+             None if runbook is None else runbook.definition_sha256,
+             None if runbook is None else runbook.git_commit, json.dumps(list(ev.reasons)),
+             None if verified is None else verified.measured_s,
+             None if verified is None else verified.verification_s))
 
     def rows(self) -> list[DrillRow]:
         cur = self.conn.execute(
             "SELECT drill_id, scenario, variant, asset, tier, site, verdict, started_utc, rto_s, "
-            "rto_target_s, rto_met, rpo_s, rpo_target_s, rpo_met, directory, reasons "
-            "FROM drills ORDER BY started_utc, drill_id")
+            "rto_target_s, rto_met, rpo_s, rpo_target_s, rpo_met, directory, reasons, "
+            "rto_verified_s, verification_s FROM drills ORDER BY started_utc, drill_id")
         return [DrillRow(r[0], r[1], r[2], r[3], int(r[4]), r[5], r[6], r[7], r[8], r[9],
                          _opt_bool(r[10]), r[11], r[12], _opt_bool(r[13]), r[14],
-                         tuple(json.loads(r[15]))) for r in cur.fetchall()]
+                         tuple(json.loads(r[15])), r[16], r[17]) for r in cur.fetchall()]
+
+
+_COLUMNS = ("drill_id", "scenario", "variant", "asset", "tier", "site", "verdict", "started_utc",
+            "finished_utc", "rto_s", "rto_target_s", "rto_met", "rpo_s", "rpo_target_s",
+            "rpo_met", "directory", "evidence_sha256", "runbook_sha256", "git_commit", "reasons",
+            "rto_verified_s", "verification_s")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a history written before the service RTO up to date (see the module docstring)."""
+    have = {r[1] for r in conn.execute("PRAGMA table_info(drills)")}
+    if "rto_verified_s" in have:
+        return
+    conn.execute("ALTER TABLE drills ADD COLUMN rto_verified_s REAL")
+    conn.execute("ALTER TABLE drills ADD COLUMN verification_s REAL")
+    # the old rto_s was fault -> verified, and whether that met the target is not the service's
+    conn.execute("UPDATE drills SET rto_verified_s = rto_s, rto_s = NULL, rto_met = NULL")
+    conn.commit()
 
 
 def series(rows: list[DrillRow]) -> dict[str, list[DrillRow]]:

@@ -8,6 +8,7 @@ line, or left as None; a missing participant list is recorded as missing, not gu
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import hashlib
 import inspect
@@ -20,7 +21,7 @@ import socket
 import subprocess
 import sys
 from datetime import datetime
-from importlib.metadata import distributions
+from importlib.metadata import PackageNotFoundError, distributions, version
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -261,30 +262,47 @@ def drill_findings(failures: list[str], inconclusive: list[str]) -> tuple[Findin
 @functools.cache
 def tool_versions() -> dict[str, str]:
     """First line of each installed tool's version output, asked once per process (never typed
-    in; cached because a pytest session runs many drills with the same binaries)."""
-    out: dict[str, str] = {}
-    for name, argv in VERSION_COMMANDS.items():
-        exe = shutil.which(argv[0]) or (f"/usr/sbin/{argv[0]}"
-                                        if os.access(f"/usr/sbin/{argv[0]}", os.X_OK) else None)
-        if exe is None:
-            out[name] = "not installed"
-            continue
+    in; cached because a pytest session runs many drills with the same binaries). The tools are
+    asked in parallel: a Python CLI such as mlflow takes seconds just to start."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(VERSION_COMMANDS)) as pool:
+        found = dict(zip(VERSION_COMMANDS, pool.map(_tool_version, VERSION_COMMANDS.values()),
+                         strict=True))
+    return found
+
+
+def _tool_version(argv: tuple[str, ...]) -> str:
+    exe = shutil.which(argv[0]) or (f"/usr/sbin/{argv[0]}"
+                                    if os.access(f"/usr/sbin/{argv[0]}", os.X_OK) else None)
+    if exe is None:
+        return "not installed"
+    if Path(exe).parent == Path(sys.executable).parent:
+        # a console script of this very environment (mlflow): its package metadata names the
+        # version it would print, without the half minute its imports take on a busy host
         try:
-            proc = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=30,
-                                  check=False, stdin=subprocess.DEVNULL)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            out[name] = f"version unknown ({type(exc).__name__})"
-            continue
-        text = (proc.stdout.strip() or proc.stderr.strip()).splitlines()
-        out[name] = text[0].strip() if text and proc.returncode == 0 else \
-            f"version unknown (exit {proc.returncode})"
-    return out
+            return f"{argv[0]}, version {version(argv[0])} (package metadata)"
+        except PackageNotFoundError:
+            pass
+    try:
+        proc = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=30,
+                              check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"version unknown ({type(exc).__name__})"
+    text = (proc.stdout.strip() or proc.stderr.strip()).splitlines()
+    return text[0].strip() if text and proc.returncode == 0 else \
+        f"version unknown (exit {proc.returncode})"
+
+
+@functools.cache
+def _packages() -> tuple[str, ...]:
+    """The installed Python distributions, read once per process (the walk reads hundreds of
+    metadata files)."""
+    return tuple(sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions()
+                        if d.metadata["Name"]))
 
 
 def environment_fingerprint(inventory_path: Path) -> dict[str, str]:
     """Which machine ran the drill, with what: enough to tell two environments apart."""
-    dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions()
-                   if d.metadata["Name"])
+    dists = _packages()
     env = {
         "hostname": socket.gethostname(),
         "os": platform.platform(),

@@ -37,10 +37,12 @@ from harness.model import (
     Phase,
     TimelineEntry,
     Verdict,
-    compute_rto,
+    VerifiedRto,
     event_by_name,
     measure_rpo,
+    measure_rto,
     rto_breakdown,
+    section_from_json,
 )
 from harness.provenance import ExerciseInput, audit_record
 from harness.scenario import RunbookStep, Scenario
@@ -159,19 +161,19 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
         if req.dry_run:
             ctx.inconclusive("dry run: preflight and baseline only, no fault was injected")
         else:
-            _phase(ctx, Phase.INJECT)
+            _phase(ctx, Phase.INJECT, signals)
             signals.checkpoint("before inject")
             injected = True
             ctx.event("fault.injected")
             scenario.inject()
             ctx.event("fault.inject.completed")
-            _phase(ctx, Phase.DETECT)
+            _phase(ctx, Phase.DETECT, signals)
             _detect(ctx, scenario, signals)
-            _phase(ctx, Phase.RUNBOOK)
+            _phase(ctx, Phase.RUNBOOK, signals)
             if _runbook(ctx, scenario.runbook(), overrides or {}, signals):
                 ctx.event("recovery.completed")
             signals.checkpoint("before verify")
-            _phase(ctx, Phase.VERIFY)
+            _phase(ctx, Phase.VERIFY, signals)
             before = len(ctx.findings.failures) + len(ctx.findings.inconclusive)
             scenario.verify()
             if len(ctx.findings.failures) + len(ctx.findings.inconclusive) == before and \
@@ -195,7 +197,7 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
         else:
             _cleanup(ctx, scenario)
     interrupted = _record_interruption(ctx, signals.poll(), injected, stopped)
-    _phase(ctx, Phase.EVIDENCE)
+    _phase(ctx, Phase.EVIDENCE, signals)
     for problem in leases.problems:
         ctx.inconclusive(problem)
     try:
@@ -250,7 +252,11 @@ def _cleanup(ctx: DrillContext, scenario: Scenario) -> None:
         ctx.inconclusive(f"cleanup after an early stop failed: {type(exc).__name__}: {exc}")
 
 
-def _phase(ctx: DrillContext, phase: Phase) -> None:
+def _phase(ctx: DrillContext, phase: Phase, signals: DrillSignals | None = None) -> None:
+    if signals is not None:
+        # a signal already sent belongs to the phase that is ending: take it before moving on
+        # (on a starved host the watcher thread may not have run yet)
+        signals.poll()
     # in the leases first: a drill that dies in this phase is found at it; up to inject a lease
     # that cannot be written stops the drill before anything is broken
     lease.note_phase(ctx.drill_id, phase.value,
@@ -323,7 +329,8 @@ def _record_interruption(ctx: DrillContext, received: list[Received], injected: 
         return False
     reason, section = interruption_record(received, injected=injected, stopped=stopped,
                                           as_found=ctx.findings.reverted if injected else None)
-    ctx.findings.sections["interruption"] = section
+    # typed when it fits InterruptionSection; a shape it does not fit is still kept (generic)
+    ctx.findings.typed_sections["interruption"] = section_from_json("interruption", section)
     ctx.inconclusive(reason)
     return True
 
@@ -345,17 +352,21 @@ def _waiting_for(ctx: DrillContext, out_dir: Path) -> str:
 
 def build_evidence(ctx: DrillContext, req: DrillRequest, started: datetime, *,
                    scenario: Scenario | None = None, overrides: list[str] | None = None) -> Evidence:
-    """The evidence of a drill: RTO and RPO computed from the journal, every objective judged in
-    one list, and the verdict derived from that list (harness/verdict.py)."""
+    """The evidence of a drill: RTO (service and verified figures) and RPO computed from the
+    journal, every objective judged in one list, and the verdict derived from that list
+    (harness/verdict.py)."""
     events = ctx.journal.events
     targets = ctx.inventory.objectives_for(ctx.asset)
     point = ctx.findings.restore_point
-    rto = Objective.evaluate(compute_rto(events), targets.rto_s)
+    measured = measure_rto(events)
+    rto = Objective.of_rto(measured, targets.rto_s)
+    rto_verified = VerifiedRto.of(measured)
     rpo = Objective.of_rpo(measure_rpo(events, point), targets.rpo_s)
+    smoke, sections = ctx.findings.smoke_result(), ctx.findings.all_sections()
     judgement = judge(rto, rpo, Recorded(
-        events=events, integrity=ctx.journal.integrity, smoke=ctx.findings.smoke,
-        sections=ctx.findings.sections, reverted=ctx.findings.reverted,
-        failures=ctx.findings.failures, inconclusive=ctx.findings.inconclusive))
+        events=events, integrity=ctx.journal.integrity, smoke=smoke,
+        sections=sections, reverted=ctx.findings.reverted,
+        failures=ctx.findings.failures, inconclusive=ctx.findings.inconclusive), rto_verified)
     t0 = event_by_name(events, "fault.injected")
     timeline = tuple(
         TimelineEntry(e.name, e.utc, None if t0 is None else e.mono - t0.mono)
@@ -373,11 +384,12 @@ def build_evidence(ctx: DrillContext, req: DrillRequest, started: datetime, *,
         verdict=judgement.verdict, reasons=judgement.reasons, rto=rto, rpo=rpo,
         started=started, finished=ctx.clock.utc(),
         timeline=timeline, steps=tuple(ctx.journal.steps), integrity=tuple(ctx.journal.integrity),
-        restore_point=point, smoke=dict(ctx.findings.smoke),
+        restore_point=point, smoke=smoke,
         rto_breakdown=rto_breakdown(events, ctx.journal.steps), reverted=ctx.findings.reverted,
         inventory=str(ctx.inventory.path), versions=_versions(),
-        sections=dict(ctx.findings.sections), objectives=judgement.objectives,
+        sections=sections, objectives=judgement.objectives,
         audit=_with_deviations(audit, ctx.findings.deviations, judgement),
+        rto_verified=rto_verified,
     )
 
 

@@ -115,6 +115,7 @@ class DrillSignals:
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
         self._take = threading.Lock()  # one taker of pending signals at a time
+        self._wanted = threading.Event()  # poll() waits for the lock
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -157,8 +158,11 @@ class DrillSignals:
 
     def _watch(self) -> None:
         while not self._stop.is_set():
+            if self._wanted.is_set():  # poll() is waiting for the lock: let it have it
+                time.sleep(0.001)
+                continue
             with self._take:
-                info = signal.sigtimedwait(HELD_SIGNALS, 0.05)
+                info = signal.sigtimedwait(HELD_SIGNALS, 0.01)
                 if info is not None:
                     self._handle(info.si_signo, None)
 
@@ -173,9 +177,14 @@ class DrillSignals:
     def poll(self) -> list[Received]:
         """Take every held signal still pending, then return all that were received."""
         if self._watcher is not None:
-            with self._take:
-                while (info := signal.sigtimedwait(HELD_SIGNALS, 0)) is not None:
-                    self._handle(info.si_signo, None)
+            # the watcher holds the lock at most one short wait (10 ms), then yields it
+            self._wanted.set()
+            try:
+                with self._take:
+                    while (info := signal.sigtimedwait(HELD_SIGNALS, 0)) is not None:
+                        self._handle(info.si_signo, None)
+            finally:
+                self._wanted.clear()
         return self.received
 
     @property

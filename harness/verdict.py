@@ -11,13 +11,18 @@ and the verdict is the worst of those and of the findings:
 
 The reports (JUnit, Markdown, HTML) render the same list from the evidence, so a missed objective
 the verdict ignores, or a red JUnit case beside a PASS, cannot happen.
+
+The RTO objective is judged on the *service* RTO (fault until the service was back, valid only
+because the verification after it passed: harness/model/rto.py); its result carries the verified
+RTO and the verification's duration too, and its message names all three, so every report that
+shows the list shows both figures.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from harness.model import (
     Event,
@@ -26,8 +31,10 @@ from harness.model import (
     ObjectiveKind,
     ObjectiveResult,
     Phase,
-    Scalar,
+    Section,
+    SmokeResult,
     Verdict,
+    VerifiedRto,
     event_by_name,
 )
 
@@ -47,8 +54,8 @@ class Recorded:
 
     events: list[Event] | tuple[Event, ...]
     integrity: Sequence[IntegrityCheck]
-    smoke: Mapping[str, Scalar]
-    sections: Mapping[str, Mapping[str, Any]]
+    smoke: SmokeResult
+    sections: Mapping[str, Section]
     reverted: bool
     failures: Sequence[str]
     inconclusive: Sequence[str]
@@ -64,12 +71,12 @@ def _timed(name: str, kind: ObjectiveKind, o: Objective, rec: Recorded) -> Objec
         return ObjectiveResult(name, kind, Verdict.FAIL, f"{name} not measurable: {o.error}",
                                None, o.target_s)
     definition = f" ({o.definition})" if o.definition else ""
+    note = f"; {o.note}" if o.note else ""
     if o.measured_s is None or o.met is None:
         return ObjectiveResult(name, kind, _not_reached(rec),
-                               f"{name}{definition} not measured (target {o.target_s:g} s)",
+                               f"{name}{definition} not measured (target {o.target_s:g} s){note}",
                                None, o.target_s)
     word = "within" if o.met else "exceeds"
-    note = f"; {o.note}" if o.note else ""
     return ObjectiveResult(name, kind, Verdict.PASS if o.met else Verdict.FAIL,
                            f"{name}{definition} {o.measured_s:.3f} s {word} target "
                            f"{o.target_s:g} s{note}", o.measured_s, o.target_s)
@@ -90,45 +97,49 @@ def _integrity(rec: Recorded) -> ObjectiveResult:
 
 
 def _smoke(rec: Recorded) -> ObjectiveResult:
-    smoke, kind = rec.smoke, ObjectiveKind.SMOKE
-    passed = smoke.get("passed")
-    if isinstance(passed, bool):
-        return ObjectiveResult("smoke", kind, Verdict.PASS if passed else Verdict.FAIL,
-                               str(smoke.get("summary", "smoke test")))
-    total, same = smoke.get("golden_inputs"), smoke.get("identical_outputs")
-    if isinstance(total, int) and isinstance(same, int) and total > 0:
-        if same == total:
-            return ObjectiveResult("smoke", kind, Verdict.PASS,
-                                   f"{same} of {total} golden outputs identical")
-        return ObjectiveResult("smoke", kind, Verdict.FAIL,
-                               f"{total - same} of {total} golden outputs differ")
-    why = next((str(v) for v in smoke.values() if isinstance(v, str) and "not run" in v), None)
-    return ObjectiveResult("smoke", kind, _not_reached(rec), why or "smoke test did not run")
+    passed, message = rec.smoke.judged()
+    status = _not_reached(rec) if passed is None else Verdict.PASS if passed else Verdict.FAIL
+    return ObjectiveResult("smoke", ObjectiveKind.SMOKE, status, message)
 
 
 def _slos(rec: Recorded) -> list[ObjectiveResult]:
     out = []
     for name, section in sorted(rec.sections.items()):
-        slo = section.get("slo")
-        if not isinstance(slo, dict) or "met" not in slo:
+        slo = section.slo
+        if slo is None:
             continue
-        met = slo["met"]
-        status = (Verdict.PASS if met is True else Verdict.FAIL if met is False
+        status = (Verdict.PASS if slo.met is True else Verdict.FAIL if slo.met is False
                   else Verdict.INCONCLUSIVE)
         out.append(ObjectiveResult(f"slo:{name}", ObjectiveKind.SLO, status,
-                                   str(slo.get("summary") or f"SLO of section {name}")))
+                                   slo.summary or f"SLO of section {name}"))
     return out
 
 
-def objective_list(rto: Objective, rpo: Objective, rec: Recorded) -> list[ObjectiveResult]:
+def _rto(rto: Objective, rec: Recorded, verified: VerifiedRto | None) -> ObjectiveResult:
+    """The RTO objective on the service figure, with the verified figure beside it."""
+    result = _timed("RTO", ObjectiveKind.RTO, rto, rec)
+    if verified is None or (verified.measured_s is None and verified.verification_s is None):
+        return result
+    beside = []
+    if verified.measured_s is not None:
+        beside.append(f"verified RTO {verified.measured_s:.3f} s")
+    if verified.verification_s is not None:
+        beside.append(f"verification took {verified.verification_s:.3f} s")
+    return dataclasses.replace(result, message=f"{result.message}; {', '.join(beside)}",
+                               verified_s=verified.measured_s,
+                               verification_s=verified.verification_s)
+
+
+def objective_list(rto: Objective, rpo: Objective, rec: Recorded,
+                   rto_verified: VerifiedRto | None = None) -> list[ObjectiveResult]:
     """Every objective of this drill, judged. Integrity and smoke belong to the scenarios that
     record them: a verified recovery of a scenario with nothing to hash does not grow a check it
     never had, while a drill that stopped before them shows them as not reached."""
     verified = event_by_name(rec.events, "recovery.verified") is not None
-    out = [_timed("RTO", ObjectiveKind.RTO, rto, rec), _timed("RPO", ObjectiveKind.RPO, rpo, rec)]
+    out = [_rto(rto, rec, rto_verified), _timed("RPO", ObjectiveKind.RPO, rpo, rec)]
     if rec.integrity or not verified:
         out.append(_integrity(rec))
-    if rec.smoke or not verified:
+    if rec.smoke.recorded or not verified:
         out.append(_smoke(rec))
     out += _slos(rec)
     injected = event_by_name(rec.events, "fault.injected") is not None
@@ -143,10 +154,12 @@ def objective_list(rto: Objective, rpo: Objective, rec: Recorded) -> list[Object
     return out
 
 
-def judge(rto: Objective, rpo: Objective, rec: Recorded) -> Judgement:
+def judge(rto: Objective, rpo: Objective, rec: Recorded,
+          rto_verified: VerifiedRto | None = None) -> Judgement:
     """The objective list, the verdict (worst of the list and of the findings) and its reasons:
-    the scenario's findings first, then every objective missed on its own measurement."""
-    objectives = objective_list(rto, rpo, rec)
+    the scenario's findings first, then every objective missed on its own measurement. ``rto``
+    is judged (the service RTO); ``rto_verified`` is shown beside it."""
+    objectives = objective_list(rto, rpo, rec, rto_verified)
     worst = max([o.status for o in objectives], key=_RANK.__getitem__)
     if rec.failures:
         worst = Verdict.FAIL

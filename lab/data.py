@@ -45,7 +45,8 @@ from harness.targets.s3 import S3Store
 from lab.ceph import DaemonState
 from lab.components import Progress
 from lab.lora import generate_adapter, load_adapter, write_adapter_golden
-from lab.netmodel import ModelConfig, load_weights
+from lab.netconfig import ModelConfig
+from lab.netweights import load_weights
 from lab.procs import live_pid
 
 if TYPE_CHECKING:

@@ -40,7 +40,8 @@ from harness.errors import DrillbookError
 from harness.targets.loadbalancer import LoadBalancer
 from harness.targets.s3 import S3Store
 from lab.controller import STATE_NAME, FleetConfig, _atomic_json
-from lab.netmodel import ModelConfig, generate_model, write_golden
+from lab.netconfig import ModelConfig
+from lab.netmodel import generate_model, write_golden
 from lab.procs import free_port, proc_alive, read_pid, spawn_detached
 
 if TYPE_CHECKING:

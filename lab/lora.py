@@ -22,16 +22,10 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from lab.netmodel import (
-    FloatArray,
-    FormatError,
-    Manifest,
-    ManifestFile,
-    ModelConfig,
-    file_sha256,
-    forward,
-    golden_inputs,
-)
+from lab.netconfig import ModelConfig
+from lab.netmanifest import FormatError, Manifest, ManifestFile, file_sha256
+from lab.netmodel import golden_inputs
+from lab.netweights import FloatArray, forward
 
 ADAPTER_FORMAT = "drillbook-lora/1"
 ADAPTER_CONFIG = "adapter_config.json"

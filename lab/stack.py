@@ -41,7 +41,8 @@ from harness.targets.restic import ResticRepo, Snapshot
 from harness.targets.s3 import PartBudget, S3Store
 from lab.ceph import CephCluster, DaemonState
 from lab.components import LabComponent, components
-from lab.netmodel import ModelConfig, generate_model, write_golden
+from lab.netconfig import ModelConfig
+from lab.netmodel import generate_model, write_golden
 from lab.procs import free_port, live_pid, spawn_detached, write_json
 
 Progress = Callable[[str], None]

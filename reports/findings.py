@@ -18,6 +18,7 @@ once the report is re-rendered with the key.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import yaml
 
 from harness.errors import UsageError
+from harness.model import CorrectiveAction, Evidence, Finding
 
 SIDECAR = "findings.yaml"
 SEVERITIES = ("fail", "inconclusive", "deviation", "observation")
@@ -107,6 +109,28 @@ def apply_sidecar(doc: dict[str, Any], entries: list[dict[str, Any]]) -> dict[st
         if "corrective_action" in e:
             existing["corrective_action"] = e["corrective_action"]
     return merged
+
+
+def with_sidecar(ev: Evidence, entries: list[dict[str, Any]]) -> Evidence:
+    """The evidence with the sidecar's findings and corrective actions merged in (team entries
+    marked ``team``); the drill's own record is not changed."""
+    if not entries or ev.audit is None:
+        return ev
+    findings = list(ev.audit.findings)
+    index = {f.id: i for i, f in enumerate(findings)}
+    for e in entries:
+        i = index.get(e["id"])
+        if i is None:
+            if not e.get("summary"):
+                raise UsageError(f"{SIDECAR}: finding {e['id']} is not one of the drill's "
+                                 f"({', '.join(index) or 'none'}), so it needs a summary")
+            index[e["id"]] = i = len(findings)
+            findings.append(Finding(e["id"], e["severity"], e["summary"], "team"))
+        ca = e.get("corrective_action")
+        if ca is not None:
+            findings[i] = dataclasses.replace(findings[i], corrective_action=CorrectiveAction(
+                ca["action"], ca.get("owner"), ca.get("due"), ca.get("status", "open")))
+    return ev.replace(audit=dataclasses.replace(ev.audit, findings=tuple(findings)))
 
 
 def add_to_sidecar(directory: Path, doc: dict[str, Any], *, summary: str | None,

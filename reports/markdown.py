@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from reports.objectives import objective_results
+from harness.model import Evidence, Objective
+from reports.objectives import deviations, objective_results
 
 _ICON = {"PASS": "✅", "FAIL": "❌", "INCONCLUSIVE": "⚠️"}
 
@@ -23,40 +22,60 @@ def seconds(value: float | None) -> str:
     return f"{value / 3600:.1f} h"
 
 
-def render_markdown(doc: dict[str, Any], report_link: str = "report.html") -> str:
-    ex = doc.get("exercise", {})
+def _met(o: Objective) -> str:
+    if o.error:
+        return f"**error**: {_cell(o.error)}"
+    return {True: "met", False: "**missed**", None: "not measured"}[o.met]
+
+
+def rto_label(ev: Evidence) -> str:
+    """What the judged RTO figure is: the service RTO, or (older evidence) the verified one."""
+    if ev.rto_verified is None:
+        return "RTO (verified)"
+    return "RTO, service" + (f" ({ev.rto.definition})" if ev.rto.definition else "")
+
+
+def render_markdown(ev: Evidence, report_link: str = "report.html") -> str:
+    title = ev.audit.exercise.title if ev.audit is not None else ev.scenario
     lines = [
-        (f"### {_ICON[doc['verdict']]} DR drill {doc['verdict']}: "
-        f"{_cell(ex.get('title') or doc['scenario'])}"),
+        f"### {_ICON[ev.verdict.value]} DR drill {ev.verdict.value}: {_cell(title)}",
         "",
-        (f"`{doc['drill_id']}` · scenario `{doc['scenario']}` ({doc['variant']}) · asset "
-        f"`{doc['asset']}` (tier {doc['tier']}) · site `{doc['site']}`"),
+        (f"`{ev.drill_id}` · scenario `{ev.scenario}` ({ev.variant}) · asset "
+         f"`{ev.asset}` (tier {ev.tier}) · site `{ev.site}`"),
         "",
         "| objective | measured | target | result |",
         "| --- | --- | --- | --- |",
+        (f"| {rto_label(ev)} | {seconds(ev.rto.measured_s)} | {seconds(ev.rto.target_s)} "
+        f"| {_met(ev.rto)} |"),
     ]
-    for name in ("rto", "rpo"):
-        o = doc[name]
-        met = {True: "met", False: "**missed**", None: "not measured"}[o["met"]]
-        if o.get("error"):
-            met = f"**error**: {_cell(o['error'])}"
-        label = name.upper() + (f" ({o['definition']})" if o.get("definition") else "")
-        lines.append(f"| {label} | {seconds(o['measured_s'])} | {seconds(o['target_s'])} "
-                     f"| {met} |")
+    if ev.rto_verified is not None:
+        lines += [(f"| RTO, verified (not judged) | {seconds(ev.rto_verified.measured_s)} | | "
+                  f"shown beside |"),
+                  (f"| verification time | {seconds(ev.rto_verified.verification_s)} | | "
+                  f"shown beside |")]
+    label = "RPO" + (f" ({ev.rpo.definition})" if ev.rpo.definition else "")
+    lines.append(f"| {label} | {seconds(ev.rpo.measured_s)} | {seconds(ev.rpo.target_s)} "
+                 f"| {_met(ev.rpo)} |")
     lines += ["", "| check | result | detail |", "| --- | --- | --- |"]
-    for r in objective_results(doc):
+    for r in objective_results(ev):
         if r.name in ("RTO", "RPO"):
             continue
         lines.append(f"| {r.name} | {_ICON[r.status]} {r.status} | {_cell(r.message)} |")
-    if doc.get("reasons"):
-        lines += ["", "**Reasons**", ""] + [f"- {_cell(r)}" for r in doc["reasons"]]
-    deviations = [f for f in doc.get("findings", []) if f.get("severity") == "deviation"]
-    if deviations:
-        lines += ["", "**Deviations**", ""] + [f"- {_cell(f['summary'])}" for f in deviations]
-    open_actions = [f for f in doc.get("findings", []) if f.get("corrective_action") is None]
-    if doc.get("findings"):
-        lines += ["", (f"Findings: {len(doc['findings'])} ({len(open_actions)} without a "
-                      f"corrective action yet).")]
+    if ev.reasons:
+        lines += ["", "**Reasons**", ""] + [f"- {_cell(r)}" for r in ev.reasons]
+    devs = deviations(ev)
+    if devs:
+        lines += ["", "**Deviations**", ""] + [f"- {_cell(d)}" for d in devs]
+    findings = () if ev.audit is None else ev.audit.findings
+    if findings:
+        open_actions = [f for f in findings if f.corrective_action is None]
+        lines += ["", (f"Findings: {len(findings)} ({len(open_actions)} without a "
+                       f"corrective action yet).")]
+    if ev.rto_verified is not None:
+        lines += ["", ("The RTO objective is judged on the service RTO: fault injected until "
+                       "the service was back, counted only because the verification after it "
+                       "passed. The verified RTO (until that verification ended) and the "
+                       "verification's own time are shown beside it.")]
     lines += ["", (f"Full report: [{report_link}]({report_link}) · evidence: `evidence.json` "
-                  "(checked by `drillbook verify`)"), ""]
+                   "(checked by `drillbook verify`)"), ""]
     return "\n".join(lines)

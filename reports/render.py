@@ -7,8 +7,10 @@
     summary.md      for a CI step summary or a pull-request comment (reports/markdown.py)
     SHA256SUMS      over every file of the folder, and SHA256SUMS.sig when a key is given
 
-Every renderer reads the same JSON document (evidence.json plus the findings.yaml sidecar), so
-they cannot disagree, and ``drillbook report DIR`` re-renders all of them from the folder alone.
+Every renderer reads the same :class:`~harness.model.Evidence` (plus the findings.yaml sidecar
+merged in), never a dict, so they cannot disagree; ``drillbook report DIR`` reads evidence.json
+back into the model (``Evidence.from_json``, exact) and re-renders all of them from the folder
+alone.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import jinja2
 
 from harness.errors import UsageError
-from harness.model import Evidence
-from reports.findings import SIDECAR, apply_sidecar, load_sidecar
+from harness.model import EVIDENCE_FORMAT, Evidence, LoadSection, iso
+from reports.findings import SIDECAR, load_sidecar, with_sidecar
 from reports.junit import render_junit
 from reports.markdown import render_markdown
 from reports.objectives import objective_results
@@ -52,8 +54,15 @@ def _seconds(value: float | None) -> str:
     return f"{value / 3600:.1f} h ({value:.0f} s)"
 
 
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else iso(value)
+
+
 _ENV.filters["seconds"] = _seconds
+_ENV.filters["iso"] = _iso
+_ENV.tests["load_section"] = lambda v: isinstance(v, LoadSection)
 _ENV.globals["render_section"] = render_section
+_ENV.globals["evidence_format"] = EVIDENCE_FORMAT
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -62,10 +71,12 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def render_html(doc: dict[str, Any]) -> str:
+def render_html(ev: Evidence) -> str:
+    if ev.audit is None:
+        raise UsageError(f"evidence {ev.drill_id} has no auditor's record: not a drill's evidence")
     return _ENV.get_template("report.html.j2").render(
-        e=doc, timeline_svg=phase_timeline(doc), objectives=objective_results(doc),
-        team_findings=any(f.get("source") == "team" for f in doc.get("findings", [])))
+        e=ev, timeline_svg=phase_timeline(ev), objectives=objective_results(ev),
+        team_findings=any(f.source == "team" for f in ev.audit.findings))
 
 
 @dataclass(frozen=True)
@@ -78,9 +89,9 @@ class Written:
         return self.paths[key]
 
 
-def _render_all(doc: dict[str, Any], directory: Path) -> dict[str, Path]:
-    shown = apply_sidecar(doc, load_sidecar(directory))
-    validate_evidence(shown)
+def _render_all(ev: Evidence, directory: Path) -> dict[str, Path]:
+    shown = with_sidecar(ev, load_sidecar(directory))
+    validate_evidence(shown.to_json())
     paths = {"html": directory / "report.html", "junit": directory / "junit.xml",
              "markdown": directory / "summary.md", "json": directory / "evidence.json"}
     _atomic_write(paths["html"], render_html(shown))
@@ -99,10 +110,10 @@ def write_evidence(evidence: Evidence, directory: Path, *, signing_key: Path | N
     doc = evidence.to_json()
     validate_evidence(doc)
     _atomic_write(directory / "evidence.json", json.dumps(doc, indent=2) + "\n")
-    paths = _render_all(doc, directory)
+    paths = _render_all(evidence, directory)
     if history:
         with History.open(directory.parent) as store:
-            store.record(doc, directory)
+            store.record(evidence, directory)
     signed = signing.seal(directory, signing_key)
     return Written(directory, paths, signed)
 
@@ -118,12 +129,16 @@ def rerender(directory: Path, *, signing_key: Path | None = None,
     source = directory / "evidence.json"
     if not source.is_file():
         raise UsageError(f"{directory} has no evidence.json: not a drill folder")
-    doc = json.loads(source.read_text(encoding="utf-8"))
+    try:
+        doc = json.loads(source.read_text(encoding="utf-8"))
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise UsageError(f"{source} is not JSON ({exc}): not a drill's evidence") from exc
+    evidence = Evidence.from_json(doc)
     if (directory / signing.SIGNATURE).exists() and signing_key is None and not drop_signature:
         raise UsageError(f"{directory} is signed; re-rendering changes its files. Give the signing "
                          f"key (--signing-key or $DRILLBOOK_SIGNING_KEY) to sign again, or "
                          f"--unsigned to drop the signature")
-    paths = _render_all(doc, directory)
+    paths = _render_all(evidence, directory)
     signed = signing.seal(directory, signing_key)
     return Written(directory, paths, signed)
 

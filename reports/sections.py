@@ -1,26 +1,29 @@
 """Scenario-specific evidence sections in the HTML report.
 
-Scenarios put their own results in ``Evidence.sections`` (a dict of JSON objects). A section
-without a renderer of its own is shown generically: scalars as a table, nested objects as nested
-tables, lists of numbers with a sparkline and their count/min/max, lists of objects as a table.
-A scenario that wants a real chart registers a renderer here by section name::
+Scenarios put their own results in ``Evidence.sections`` (typed sections, harness/model/sections.py).
+A section without a renderer of its own is shown generically from its JSON: scalars as a table,
+nested objects as nested tables, lists of numbers with a sparkline and their count/min/max, lists
+of objects as a table; so an unknown section from a site's scenario always renders. A scenario
+that wants a real chart registers a renderer here by section name::
 
     from reports.sections import register_section_renderer
-    register_section_renderer("load", render_load)   # (name, section) -> Markup
+    register_section_renderer("replication", render_replication)   # (name, Section) -> Markup
 
-Renderers get only the section's data (never a target) and must escape what they print.
+Renderers get only the section (never a target), read its typed fields, and must escape what they
+print.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from markupsafe import Markup, escape
 
+from harness.model import Section
 from reports.svg import sparkline
 
-SectionRenderer = Callable[[str, dict[str, Any]], Markup]
+SectionRenderer = Callable[[str, Section], Markup]
 
 _RENDERERS: dict[str, SectionRenderer] = {}
 
@@ -75,8 +78,17 @@ def render_value(v: Any, depth: int = 0) -> Markup:
     return _scalar(v)
 
 
-def render_section(name: str, section: dict[str, Any]) -> Markup:
+def render_section(name: str, section: Section | Mapping[str, Any]) -> Markup:
+    """A section (or a plain key/value detail, such as a baseline fact's) as HTML."""
+    if not isinstance(section, Section):
+        return render_value(dict(section))
     renderer = _RENDERERS.get(name)
     if renderer is not None:
-        return renderer(name, section)
-    return render_value(section)
+        try:
+            return renderer(name, section)
+        except Exception as exc:  # noqa: BLE001 - renderers may be a site's plug-ins
+            # a broken chart must not cost the auditor the report: show the data as a table
+            note = escape(f"the renderer for section {name!r} failed ({type(exc).__name__}: "
+                          f"{exc}); shown as a table")
+            return Markup(f'<p class="warn">{note}</p>') + render_value(section.to_json())
+    return render_value(section.to_json())

@@ -1,7 +1,8 @@
 """Charts as inline SVG, drawn from evidence data only (no script, no fonts, no external assets).
 
 - :func:`phase_timeline`: where the RTO went, on a time axis from the fault (t=0): detect, each
-  runbook step, verification, with the verified instant and the RTO target marked.
+  runbook step, verification, with the service-back instant (service RTO), the verified instant
+  (verified RTO) and the RTO target marked.
 - :func:`trend_chart`: RTO per drill across the history, one line per scenario and asset.
 - :func:`sparkline`: a small line for a list of numbers (used for generic section data).
 
@@ -13,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from markupsafe import Markup, escape
+
+from harness.model import Evidence, Outcome, Phase
 
 OUTCOME_COLOURS = {"ok": "#2da44e", "failed": "#cf222e", "error": "#9a6700", "skipped": "#8c959f"}
 VERDICT_COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "INCONCLUSIVE": "#9a6700"}
@@ -45,60 +46,78 @@ def _tick(value: float, scale: float) -> str:
     return f"{value:.{digits}f}"
 
 
-def _utc(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+@dataclass(frozen=True)
+class Instants:
+    """Where the RTO figures end, in seconds since the fault (None: not measured)."""
+
+    service: float | None
+    verified: float | None
 
 
-def timeline_bars(doc: dict[str, Any]) -> tuple[list[Bar], float | None]:
-    """The bars of the phase timeline and the verified instant, in seconds since the fault."""
-    events = {t["event"]: t for t in doc.get("timeline", [])}
+def timeline_bars(ev: Evidence) -> tuple[list[Bar], Instants]:
+    """The bars of the phase timeline and the service-back and verified instants, in seconds
+    since the fault."""
+    events = {t.event: t for t in ev.timeline}
     injected = events.get("fault.injected")
     if injected is None:
-        return [], None
-    t0 = _utc(injected["utc"])
+        return [], Instants(None, None)
+    t0 = injected.utc
 
     def rel(name: str) -> float | None:
         e = events.get(name)
-        return None if e is None or e["since_injection_s"] is None else float(e["since_injection_s"])
+        return None if e is None else e.since_injection_s
 
     bars: list[Bar] = []
     detected = rel("fault.detected")
     if detected is not None:
         bars.append(Bar("detect", 0.0, detected, "#6e7781", f"fault detected after {detected:.3f} s"))
-    for s in doc.get("steps", []):
-        if s["phase"] not in ("runbook", "verify", "revert"):
+    for s in ev.steps:
+        if s.phase not in (Phase.RUNBOOK, Phase.VERIFY, Phase.REVERT):
             continue
-        start = (_utc(s["start"]) - t0).total_seconds()
-        end = start + float(s["duration_s"])
-        colour = OUTCOME_COLOURS.get(s["outcome"], "#8c959f")
-        if s["phase"] == "revert":
-            colour = "#afb8c1" if s["outcome"] == "ok" else colour
-        label = s["name"] if s["phase"] == "runbook" else f"{s['phase']}: {s['name']}"
-        bars.append(Bar(label, start, end, colour,
-                        f"{s['phase']} step {s['name']}: {s['outcome']}, {s['duration_s']:.3f} s"))
+        start = (s.started - t0).total_seconds()
+        end = start + s.duration_s
+        colour = OUTCOME_COLOURS.get(s.outcome.value, "#8c959f")
+        if s.phase is Phase.REVERT:
+            colour = "#afb8c1" if s.outcome is Outcome.OK else colour
+        label = s.name if s.phase is Phase.RUNBOOK else f"{s.phase.value}: {s.name}"
+        bars.append(Bar(label, start, end, colour, f"{s.phase.value} step {s.name}: "
+                        f"{s.outcome.value}, {s.duration_s:.3f} s"))
     completed, verified = rel("recovery.completed"), rel("recovery.verified")
     if completed is not None and verified is not None:
         bars.append(Bar("verify", completed, verified, "#0969da",
                         f"independent verification, {verified - completed:.3f} s"))
     # in time order, revert last: it comes after the RTO clock stopped
     bars.sort(key=lambda b: (b.label.startswith("revert"), b.start_s))
-    return bars, verified
+    if ev.rto_verified is None:  # older evidence: its RTO is the verified figure
+        return bars, Instants(None, ev.rto.measured_s if verified is None else verified)
+    return bars, Instants(ev.rto.measured_s, ev.rto_verified.measured_s)
 
 
-def phase_timeline(doc: dict[str, Any], width: int = 900) -> Markup:
-    """The drill's phases on one time axis, t=0 at the fault. Empty when no fault was injected."""
-    bars, verified = timeline_bars(doc)
+def _marker(x: float, top: int, bottom: int, colour: str, label: str, title: str, *,
+            width: int, right: int, row: int) -> list[str]:
+    anchor, dx = ("end", -3) if x > width - right - 140 else ("start", 3)
+    return [(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{bottom}" stroke="{colour}" '
+            f'stroke-width="2"><title>{_t(title)}</title></line>'),
+            (f'<text x="{x + dx:.1f}" y="{top - 10 - row}" font-size="11" fill="{colour}" '
+            f'text-anchor="{anchor}">{_t(label)}</text>')]
+
+
+def phase_timeline(ev: Evidence, width: int = 900) -> Markup:
+    """The drill's phases on one time axis, t=0 at the fault, with the instant the service was
+    back (service RTO) and the instant verification passed (verified RTO) marked. Empty when no
+    fault was injected."""
+    bars, at = timeline_bars(ev)
     if not bars:
         return Markup('<p class="absent">No fault was injected, so there is no recovery '
                       'timeline.</p>')
-    target = doc.get("rto", {}).get("target_s")
+    target = ev.rto.target_s
     end = max(b.end_s for b in bars)
     scale_max = end
-    target_on_scale = target is not None and target <= end * 4
+    target_on_scale = target <= end * 4
     if target_on_scale:
         scale_max = max(scale_max, float(target))
     scale_max = max(scale_max * 1.05, 1e-3)
-    left, right, row, top = 190, 20, 22, 26
+    left, right, row, top = 190, 20, 22, 48
     plot = width - left - right
     height = top + row * len(bars) + 44
 
@@ -129,26 +148,28 @@ def phase_timeline(doc: dict[str, Any], width: int = 900) -> Markup:
                      f'{_t(b.label)}</text>')
         parts.append(f'<rect class="bar" x="{x(b.start_s):.1f}" y="{y + 3}" width="{w:.1f}" '
                      f'height="{row - 6}" fill="{b.colour}"><title>{_t(b.note)}</title></rect>')
-    if verified is not None:
-        xv = x(verified)
-        parts.append(f'<line x1="{xv:.1f}" y1="{top - 4}" x2="{xv:.1f}" y2="{axis_y}" '
-                     'stroke="#1a7f37" stroke-width="2"><title>recovery verified: RTO '
-                     f'{verified:.3f} s</title></line>')
-        anchor, dx = ("end", -3) if xv > width - right - 140 else ("start", 3)
-        parts.append(f'<text x="{xv + dx:.1f}" y="{top - 10}" font-size="11" fill="#1a7f37" '
-                     f'text-anchor="{anchor}">verified ({_tick(verified, scale_max)} s)</text>')
-    if target is not None:
-        if target_on_scale:
-            xt = x(float(target))
-            parts.append(f'<line x1="{xt:.1f}" y1="{top - 4}" x2="{xt:.1f}" y2="{axis_y}" '
-                         'stroke="#cf222e" stroke-dasharray="5,4"><title>RTO target '
-                         f'{_num(float(target))} s</title></line>')
-            parts.append(f'<text x="{xt - 3:.1f}" y="{axis_y - 4}" font-size="11" '
-                         f'text-anchor="end" fill="#cf222e">RTO target</text>')
-        else:
-            parts.append(f'<text x="{width - right}" y="{axis_y + 28}" font-size="11" '
-                         f'text-anchor="end" fill="#57606a">RTO target {_num(float(target))} s '
-                         '(off scale)</text>')
+    # labels stacked above "fault injected" so instants close together stay readable
+    marks = {"width": width, "right": right, "row": 12}
+    if at.service is not None:
+        parts += _marker(x(at.service), top, axis_y, "#8250df",
+                         f"service back ({_tick(at.service, scale_max)} s)",
+                         f"service back: service RTO {at.service:.3f} s", **marks)
+    if at.verified is not None:
+        parts += _marker(x(at.verified), top, axis_y, "#1a7f37",
+                         f"verified ({_tick(at.verified, scale_max)} s)",
+                         f"recovery verified: verified RTO {at.verified:.3f} s",
+                         **{**marks, "row": 24 if at.service is not None else 12})
+    if target_on_scale:
+        xt = x(float(target))
+        parts.append(f'<line x1="{xt:.1f}" y1="{top - 4}" x2="{xt:.1f}" y2="{axis_y}" '
+                     'stroke="#cf222e" stroke-dasharray="5,4"><title>RTO target '
+                     f'{_num(float(target))} s</title></line>')
+        parts.append(f'<text x="{xt - 3:.1f}" y="{axis_y - 4}" font-size="11" '
+                     f'text-anchor="end" fill="#cf222e">RTO target</text>')
+    else:
+        parts.append(f'<text x="{width - right}" y="{axis_y + 28}" font-size="11" '
+                     f'text-anchor="end" fill="#57606a">RTO target {_num(float(target))} s '
+                     '(off scale)</text>')
     parts.append(f'<text x="{x(0):.1f}" y="{axis_y + 28}" font-size="11" fill="#57606a">seconds '
                  'since the fault</text>')
     parts.append('</svg>')

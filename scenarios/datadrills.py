@@ -1,11 +1,5 @@
 """Shared pieces of the data drills: restore points, loss accounting, backup jobs, store errors.
 
-- :class:`AssetRestoreDrill`: the artifact-deletion machinery (manifest, safety copy, bucket
-  versions or restic, verification, revert) for any manifest-described prefix, with two things
-  the data drills need on top: the restic restore point is the newest snapshot *made before the
-  fault* (within the clock tolerance) whose files hash to the baseline (scheduled backups keep
-  running during a drill and would otherwise offer a copy of the damage); newer snapshots that
-  are corrupt or unreadable are passed over with a deviation each; and loss accounting.
 - :func:`record_loss`: evidence ``sections["loss"]``: the restore point used (time, identity),
   the RPO and its definition (as the verdict states it), what was lost (object versions and files written after
   it, counted), met or missed against the inventory's RPO target.
@@ -35,8 +29,6 @@ from harness.scenario import Scenario
 from harness.targets.job import Job
 from harness.targets.restic import ResticRepo, Snapshot
 from harness.targets.rgwadmin import RgwAdmin
-from harness.targets.s3 import ObjectVersion
-from scenarios.artifact_deletion import ArtifactDeletion
 
 #: What a store's error text says was refused -> the runbook's name for it.
 STORE_ERRORS = (
@@ -118,71 +110,6 @@ def replication_job_for(ctx: DrillContext) -> JobTarget:
 
 def has_job(inventory: Inventory, role: str, asset: Asset) -> bool:
     return _job_for(inventory, role, asset) is not None
-
-
-class AssetRestoreDrill(ArtifactDeletion):
-    """Artifact deletion for any manifest-described asset, with verified restore points and loss
-    accounting. Subclasses set name, summary, asset kinds; purge (restic) comes first."""
-
-    variants: ClassVar[tuple[str, ...]] = ("purge", "soft")
-    baseline_versions: list[ObjectVersion]
-
-    def baseline(self) -> None:
-        super().baseline()
-        a = self.ctx.asset
-        wanted = set(self.keys)
-        # the state at baseline: each key's current version (history is not data in use)
-        self.baseline_versions = [v for v in self.store.list_versions(a.bucket, a.prefix)
-                                  if v.key in wanted and v.is_latest and not v.is_delete_marker]
-
-    def _newest_snapshot(self) -> Snapshot:
-        """The newest snapshot made before the fault whose files hash to the manifest. A newer one
-        that does not (corrupt, incomplete, a copy of the damage) or cannot be read is passed
-        over, and a deviation says which, why, and what RPO it would have given."""
-        a = self.ctx.asset
-        assert a.backup_path is not None
-        snaps = self._snapshots_before_fault()
-        if not snaps:
-            raise Inconclusive(f"no restore point: no restic snapshot of {a.backup_path} made "
-                               f"before the fault in {self.repo.target.repository}")
-        at, what = self._fault_time()
-        rejected: list[str] = []
-        for snap in reversed(snaps[-5:]):
-            try:
-                # restic's content ids: a snapshot of content proven before costs no data read
-                holds = self.snapshot_holds_baseline(snap)
-            except TargetUnreachable as exc:
-                why = f"unreadable ({exc})"
-            else:
-                if holds:
-                    if rejected:
-                        self.ctx.deviation(
-                            f"fell back to restic snapshot {snap.short_id} ({iso(snap.time)}): "
-                            f"{len(rejected)} newer snapshot(s) rejected")
-                    return snap
-                why = "corrupt: its files do not hash to the manifest"
-            rejected.append(snap.id)
-            self.ctx.event("restore-point.rejected", snapshot=snap.id, reason=why[:300])
-            if snap.id not in self._noted:
-                self._noted.add(snap.id)
-                would = max((at - snap.time).total_seconds(), 0.0)
-                self.ctx.deviation(f"newest backup {snap.short_id} of {a.backup_path} "
-                                   f"({iso(snap.time)}) is {why}: not restored; RPO would have "
-                                   f"been {would:.1f} s (to {what})")
-        raise Inconclusive(f"no restore point: none of the newest {min(5, len(snaps))} "
-                           f"snapshots of {a.backup_path} holds a copy matching the manifest")
-
-    def locate(self) -> None:
-        super().locate()
-        point = self.ctx.findings.restore_point
-        if point is None:
-            raise StepFailed("no restore point was located")
-        if point.continuous:
-            # versioning kept every write: the plan knows exactly which ones did not come back
-            newer = [(p.key, w) for p in self.plan.values() for w in p.lost_writes]
-        else:
-            newer = [(v.key, v.last_modified) for v in self.baseline_versions]
-        record_loss(self.ctx, point, newer)
 
 
 class BackupJobDrill(Scenario):

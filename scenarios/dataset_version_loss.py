@@ -15,45 +15,86 @@ fault (same SHA-256), and every file it lists is present with that SHA-256 and s
 
 from __future__ import annotations
 
-from typing import ClassVar
+from functools import partial
+from typing import TYPE_CHECKING, ClassVar
 
 from harness.integrity import Manifest
-from scenarios.datadrills import AssetRestoreDrill
+from harness.runbook import object_state, objects, serving
+from harness.runbook.object_state import ObjectState, Source, content_addressed
+from harness.runbook.serving import ServingState
+from harness.scenario import RunbookStep, Scenario
+from scenarios.datadrills import record_loss
+
+if TYPE_CHECKING:
+    from harness.context import DrillContext
 
 
-def blob_key(prefix: str, sha256: str) -> str:
-    return f"{prefix}objects/{sha256[:2]}/{sha256[2:]}"
-
-
-class DatasetVersionLoss(AssetRestoreDrill):
+class DatasetVersionLoss(Scenario):
     name: ClassVar[str] = "dataset-version-loss"
     summary: ClassVar[str] = "lose a pinned dataset version; restore it exactly, prove by manifest"
+    variants: ClassVar[tuple[str, ...]] = ("purge", "soft")
     asset_kinds: ClassVar[tuple[str, ...]] = ("dataset",)
     tiers: ClassVar[tuple[int, ...]] = (1, 2, 3)
+    destructive: ClassVar[bool] = True
     blast_radius: ClassVar[str] = ("the pinned version's manifest and every content-addressed "
                                    "file it pins")
 
-    def _expected(self) -> dict[str, tuple[str, int]]:
-        a = self.ctx.asset
-        out = {blob_key(a.prefix, f.sha256): (f.sha256, f.size) for f in self.manifest.files}
-        out[a.manifest_key] = (self.manifest.raw_sha256, -1)
-        return out
+    def __init__(self, ctx: DrillContext) -> None:
+        super().__init__(ctx)
+        self.objects = ObjectState(Source.VERSIONS if ctx.variant == "soft" else Source.BACKUP,
+                                   key_of=content_addressed)
+        self.serving = ServingState()
+
+    def preflight(self) -> None:
+        objects.read_manifest(self.ctx, self.objects)
+        serving.preflight(self.ctx, self.serving)
+        objects.preflight(self.ctx, self.objects)
+
+    def baseline(self) -> None:
+        serving.record_reference(self.ctx, self.serving)
+        objects.take_safety_copy(self.ctx, self.objects)
+
+    def cleanup(self) -> None:
+        objects.discard_safety_copy(self.ctx, self.objects, "the drill ended before inject")
+
+    def inject(self) -> None:
+        objects.delete_objects(self.ctx, self.objects, every_version=self.ctx.variant == "purge")
+
+    def detect(self) -> bool:
+        return objects.objects_missing(self.ctx, self.objects)
+
+    def runbook(self) -> list[RunbookStep]:
+        return [*objects.restore_steps(self.ctx, self.objects, partial(record_loss, self.ctx)),
+                *serving.steps(self.ctx, self.serving)]
 
     def verify(self) -> None:
-        super().verify()
-        a = self.ctx.asset
-        raw = self.store.read_bytes(a.bucket, a.manifest_key)
+        objects.verify_stored(self.ctx, self.objects)
+        serving.verify_outputs(self.ctx, self.serving)
+        self._verify_pinned()
+
+    def _verify_pinned(self) -> None:
+        """The version manifest in the store is byte-identical to the pinned one, and every file
+        it pins is there with its SHA-256 and size."""
+        a, m = self.ctx.asset, self.objects.require_manifest()
+        s = object_state.store(self.ctx)
+        raw = s.read_bytes(a.bucket, a.manifest_key)
         restored = None if raw is None else Manifest.from_bytes(raw, source=a.manifest_key)
-        same = restored is not None and restored.raw_sha256 == self.manifest.raw_sha256
-        got = self.store.hash_objects(a.bucket, [(blob_key(a.prefix, f.sha256), None)
-                                                 for f in self.manifest.files])
-        files_ok = sum(1 for f in self.manifest.files
-                       if got[blob_key(a.prefix, f.sha256)] == (f.sha256, f.size))
+        same = restored is not None and restored.raw_sha256 == m.raw_sha256
+        # the blobs' current versions, as verify_stored just read them (not read again)
+        got = object_state.current_hashes(self.ctx, self.objects,
+                                          [content_addressed(a.prefix, f) for f in m.files],
+                                          "dataset")
+        files_ok = sum(1 for f in m.files
+                       if got[content_addressed(a.prefix, f)] == (f.sha256, f.size))
         self.ctx.findings.sections["dataset"] = {
-            "version_manifest": a.manifest_key, "manifest_sha256": self.manifest.raw_sha256,
+            "version_manifest": a.manifest_key, "manifest_sha256": m.raw_sha256,
             "restored_manifest_sha256": None if restored is None else restored.raw_sha256,
-            "files": len(self.manifest.files), "files_matching": files_ok,
-            "proven": same and files_ok == len(self.manifest.files)}
+            "files": len(m.files), "files_matching": files_ok,
+            "proven": same and files_ok == len(m.files)}
         if not same:
-            self.ctx.fail("the restored version manifest is not the pinned one "
-                          f"({a.manifest_key})")
+            self.ctx.fail(f"the restored version manifest is not the pinned one ({a.manifest_key})")
+
+    def revert(self) -> None:
+        if objects.put_back(self.ctx, self.objects):
+            serving.reload_if_needed(self.ctx, self.serving)
+            objects.discard_safety_copy(self.ctx, self.objects, "reverted")

@@ -68,4 +68,6 @@ def test_history_index_renders_its_trend_charts(tmp_path: Path) -> None:
     page = write_index(root, rows, history.regressions(rows), tolerance=0.2, min_delta_s=1.0)
     dom, console = load(page, tmp_path / "profile")
     assert console == []
-    assert 'id="rto-trend"' in dom and len(re.findall(r'<circle class="point"', dom)) == 6
+    # three drills on each of the service RTO, verified RTO and RPO trends
+    assert 'id="rto-trend"' in dom and 'id="rto-verified-trend"' in dom
+    assert len(re.findall(r'<circle class="point"', dom)) == 9

@@ -14,6 +14,8 @@ from harness.context import DrillContext
 from harness.integrity import Manifest
 from harness.inventory import Inventory, load_inventory
 from harness.model import Verdict
+from harness.runbook.object_state import VersionPlan
+from harness.runbook.restore_points import set_version_restore_point
 from harness.runner import DrillRequest, DrillResult, StepOverride, run_drill
 from harness.scenario import Scenario, get_scenario
 from harness.targets.inference import InferenceEndpoint
@@ -23,7 +25,6 @@ from harness.targets.s3 import S3Store
 from lab import data
 from lab.stack import MODEL_NAME, MODELS_BUCKET, Lab
 from reports.render import write_evidence
-from scenarios.artifact_deletion import VersionPlan
 from scenarios.random_tier1 import choose, run_random_tier1
 
 pytestmark = pytest.mark.lab
@@ -159,16 +160,16 @@ def test_adapter_loss_recovers_from_the_scheduled_backup(inventory: Inventory,
 
 def _older_versions(ctx: DrillContext, original: Callable[[], None]) -> None:
     """Sabotage: restore the previous adapter version (a different fine-tune)."""
-    scenario = original.__self__  # type: ignore[attr-defined]
+    state = original.__self__.state  # type: ignore[attr-defined]
     a = ctx.asset
     store = ctx.adapters.s3(a.store)
     versions = [v for v in store.list_versions(a.bucket, a.prefix) if not v.is_delete_marker]
     plan = {}
-    for key in scenario.keys:
+    for key in state.keys:
         mine = [v for v in versions if v.key == key]
         plan[key] = VersionPlan(key, mine[-1], (), len(mine) - 1)
-    scenario.plan = plan
-    scenario.set_version_restore_point(plan)
+    state.plan = plan
+    set_version_restore_point(ctx, state, plan)
 
 
 def test_adapter_restored_to_the_wrong_version_fails(inventory: Inventory,

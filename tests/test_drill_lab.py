@@ -16,11 +16,13 @@ from harness.context import DrillContext
 from harness.integrity import Manifest
 from harness.inventory import Inventory, load_inventory
 from harness.model import Verdict
+from harness.runbook.object_state import ObjectState, VersionPlan
+from harness.runbook.restore_points import set_version_restore_point
 from harness.runner import DrillRequest, DrillResult, StepOverride, run_drill
 from harness.targets.s3 import S3Store
 from lab.stack import MODEL_NAME, MODELS_BUCKET, Lab
 from reports.render import write_evidence
-from scenarios.artifact_deletion import ArtifactDeletion, VersionPlan
+from scenarios.artifact_deletion import ArtifactDeletion
 
 pytestmark = pytest.mark.lab
 
@@ -112,16 +114,16 @@ def test_purge_recovers_from_restic_backup(lab: Lab, inventory: Inventory,
 
 def _oldest_version(ctx: DrillContext, original: Callable[[], None]) -> None:
     """Sabotage: restore the OLDEST version of every object (a different, older model)."""
-    scenario: ArtifactDeletion = original.__self__  # type: ignore[attr-defined]
+    state: ObjectState = original.__self__.state  # type: ignore[attr-defined]
     a = ctx.asset
     store = ctx.adapters.s3(a.store)
     plan = {}
     versions = [v for v in store.list_versions(a.bucket, a.prefix) if not v.is_delete_marker]
-    for key in scenario.keys:
+    for key in state.keys:
         mine = [v for v in versions if v.key == key]
         plan[key] = VersionPlan(key, mine[-1], (), len(mine) - 1)
-    scenario.plan = plan
-    scenario.set_version_restore_point(plan)
+    state.plan = plan
+    set_version_restore_point(ctx, state, plan)
 
 
 def test_restoring_an_older_version_fails(lab: Lab, inventory: Inventory,

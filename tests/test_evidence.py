@@ -237,7 +237,9 @@ def test_summary_markdown_leads_with_the_verdict_and_objectives(tmp_path: Path) 
     result = scripted(tmp_path, rto=0.0001)
     md = (result.directory / "summary.md").read_text()
     assert md.startswith("### ❌ DR drill FAIL")
-    assert "| RTO |" in md and "**missed**" in md and "[report.html](report.html)" in md
+    assert "| RTO, service (recovery-completed) |" in md and "**missed**" in md
+    assert "| RTO, verified (not judged) |" in md and "| verification time |" in md
+    assert "[report.html](report.html)" in md
 
 
 def test_generic_sections_render_without_knowing_them(tmp_path: Path) -> None:

@@ -71,7 +71,8 @@ def test_history_cli_prints_series_flags_regressions_and_writes_the_index(
     assert main(["history", "--evidence-dir", str(tmp_path), "--fail-on-regression"]) == 1
     html = (tmp_path / "index.html").read_text()
     assert 'id="rto-trend"' in html and 'class="chart trend"' in html
-    assert html.count('class="point"') == 4  # two RTO and two RPO points
+    # two points each on the service RTO, verified RTO and RPO trends
+    assert html.count('class="point"') == 6 and 'id="rto-verified-trend"' in html
     assert 'href="drill-w-2/report.html"' in html and "RTO regression" in html
     assert json.dumps(template["drill_id"]) not in out  # only recorded drills are listed
 

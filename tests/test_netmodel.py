@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
+from lab import netconfig, netmanifest, netweights
 from lab import netmodel as nm
 
 MiB = 1024 * 1024
@@ -21,12 +22,12 @@ def _shard_keys(path: Path) -> list[str]:
         return list(handle.keys())
 
 
-def _digest_list(manifest: nm.Manifest) -> list[tuple[str, int, str]]:
+def _digest_list(manifest: netmanifest.Manifest) -> list[tuple[str, int, str]]:
     return [(f.path, f.size, f.sha256) for f in manifest.files]
 
 
 @pytest.fixture(scope="module")
-def small_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, nm.Manifest]:
+def small_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, netmanifest.Manifest]:
     out = tmp_path_factory.mktemp("small")
     return out, nm.generate_model(out, name="mlp-small", seed=11)
 
@@ -36,23 +37,23 @@ def test_same_seed_same_bytes_different_seed_different(tmp_path: Path) -> None:
     b = nm.generate_model(tmp_path / "b", name="m", seed=3)
     c = nm.generate_model(tmp_path / "c", name="m", seed=4)
     assert _digest_list(a) == _digest_list(b)
-    shards_a = {f.path: f.sha256 for f in a.files if f.path != nm.CONFIG_NAME}
-    shards_c = {f.path: f.sha256 for f in c.files if f.path != nm.CONFIG_NAME}
+    shards_a = {f.path: f.sha256 for f in a.files if f.path != netconfig.CONFIG_NAME}
+    shards_c = {f.path: f.sha256 for f in c.files if f.path != netconfig.CONFIG_NAME}
     assert shards_a.keys() == shards_c.keys()
     assert all(shards_a[p] != shards_c[p] for p in shards_a)
 
 
-def test_default_layout(small_model: tuple[Path, nm.Manifest]) -> None:
+def test_default_layout(small_model: tuple[Path, netmanifest.Manifest]) -> None:
     out, manifest = small_model
     paths = [f.path for f in manifest.files]
-    assert paths[0] == nm.CONFIG_NAME
-    assert nm.MANIFEST_NAME not in paths
+    assert paths[0] == netconfig.CONFIG_NAME
+    assert netmanifest.MANIFEST_NAME not in paths
     shards = paths[1:]
-    assert shards == [nm.shard_name(i, len(shards)) for i in range(1, len(shards) + 1)]
+    assert shards == [netweights.shard_name(i, len(shards)) for i in range(1, len(shards) + 1)]
     assert shards[0] == "model-00001-of-00002.safetensors"
-    assert sorted(p.name for p in out.iterdir()) == sorted([*paths, nm.MANIFEST_NAME])
-    config = nm.ModelConfig.load(out / nm.CONFIG_NAME)
-    assert config.format == nm.MODEL_FORMAT
+    assert sorted(p.name for p in out.iterdir()) == sorted([*paths, netmanifest.MANIFEST_NAME])
+    config = netconfig.ModelConfig.load(out / netconfig.CONFIG_NAME)
+    assert config.format == netconfig.MODEL_FORMAT
     assert (config.name, config.seed, config.input_dim, config.output_dim) == (
         "mlp-small",
         11,
@@ -65,7 +66,7 @@ def test_default_layout(small_model: tuple[Path, nm.Manifest]) -> None:
         assert (out / shard).stat().st_size <= 2 * MiB
     keys = [k for s in shards for k in _shard_keys(out / s)]
     assert sorted(keys) == sorted(config.tensor_shapes())
-    raw = json.loads((out / nm.CONFIG_NAME).read_text())
+    raw = json.loads((out / netconfig.CONFIG_NAME).read_text())
     assert raw["layers"][0]["weight"] == "layers.0.weight"
     assert raw["layers"][-1]["activation"] == "linear"
     assert raw["layers"][0]["activation"] == "tanh"
@@ -76,7 +77,7 @@ def test_oversized_tensor_gets_own_shard(tmp_path: Path) -> None:
     manifest = nm.generate_model(
         tmp_path, name="wide", seed=5, size_bytes=2 * MiB, shard_bytes=shard_bytes, input_dim=2048
     )
-    config = nm.ModelConfig.load(tmp_path / nm.CONFIG_NAME)
+    config = netconfig.ModelConfig.load(tmp_path / netconfig.CONFIG_NAME)
     first = config.layers[0]
     assert 4 * first.in_dim * first.out_dim > shard_bytes
     oversized = 0
@@ -86,24 +87,24 @@ def test_oversized_tensor_gets_own_shard(tmp_path: Path) -> None:
             assert len(keys) == 1, entry.path
             oversized += 1
     assert oversized >= 1
-    weights = nm.load_weights(tmp_path, config)
+    weights = netweights.load_weights(tmp_path, config)
     assert weights[first.weight].shape == (2048, config.hidden_dim)
 
 
-def test_manifest_round_trip_and_hashes(small_model: tuple[Path, nm.Manifest]) -> None:
+def test_manifest_round_trip_and_hashes(small_model: tuple[Path, netmanifest.Manifest]) -> None:
     out, manifest = small_model
-    assert nm.Manifest.from_json(manifest.to_json()) == manifest
-    assert nm.Manifest.load(out / nm.MANIFEST_NAME) == manifest
-    raw = json.loads((out / nm.MANIFEST_NAME).read_text())
+    assert netmanifest.Manifest.from_json(manifest.to_json()) == manifest
+    assert netmanifest.Manifest.load(out / netmanifest.MANIFEST_NAME) == manifest
+    raw = json.loads((out / netmanifest.MANIFEST_NAME).read_text())
     assert list(raw) == ["format", "model", "files", "created_utc"]
-    assert raw["format"] == nm.MANIFEST_FORMAT
+    assert raw["format"] == netmanifest.MANIFEST_FORMAT
     assert raw["model"] == "mlp-small"
     assert raw["created_utc"].endswith("Z")
     for entry in manifest.files:
         path = out / entry.path
         assert path.stat().st_size == entry.size
-        assert nm.file_sha256(path) == entry.sha256
-    assert nm.verify_dir(out, manifest) == []
+        assert netmanifest.file_sha256(path) == entry.sha256
+    assert netmanifest.verify_dir(out, manifest) == []
 
 
 @pytest.mark.parametrize(
@@ -118,48 +119,52 @@ def test_manifest_round_trip_and_hashes(small_model: tuple[Path, nm.Manifest]) -
         lambda m: m.update(files="nope"),
     ],
 )
-def test_manifest_rejects_malformed(small_model: tuple[Path, nm.Manifest], mutate: object) -> None:
+def test_manifest_rejects_malformed(
+    small_model: tuple[Path, netmanifest.Manifest], mutate: object
+) -> None:
     _, manifest = small_model
     raw = manifest.to_dict()
     mutate(raw)  # type: ignore[operator]
-    with pytest.raises(nm.FormatError):
-        nm.Manifest.from_json(json.dumps(raw))
+    with pytest.raises(netmanifest.FormatError):
+        netmanifest.Manifest.from_json(json.dumps(raw))
 
 
-def test_forward_deterministic_and_batch_invariant(small_model: tuple[Path, nm.Manifest]) -> None:
+def test_forward_deterministic_and_batch_invariant(
+    small_model: tuple[Path, netmanifest.Manifest]
+) -> None:
     out, _ = small_model
-    config = nm.ModelConfig.load(out / nm.CONFIG_NAME)
-    weights = nm.load_weights(out, config)
+    config = netconfig.ModelConfig.load(out / netconfig.CONFIG_NAME)
+    weights = netweights.load_weights(out, config)
     inputs = np.array(nm.golden_inputs(config.seed, 5, config.input_dim), dtype=np.float32)
-    first = nm.forward(weights, config, inputs)
+    first = netweights.forward(weights, config, inputs)
     assert first.dtype == np.float32
     assert first.shape == (5, config.output_dim)
     assert np.isfinite(first).all()
-    assert first.tobytes() == nm.forward(weights, config, inputs).tobytes()
+    assert first.tobytes() == netweights.forward(weights, config, inputs).tobytes()
     # A row's answer must not depend on what it was batched with.
     for i in range(5):
-        alone = nm.forward(weights, config, inputs[i : i + 1])
+        alone = netweights.forward(weights, config, inputs[i : i + 1])
         assert alone.tobytes() == first[i : i + 1].tobytes()
-    lazy = nm.forward(nm.ShardedWeights(out, config), config, inputs)
+    lazy = netweights.forward(netweights.ShardedWeights(out, config), config, inputs)
     assert lazy.tobytes() == first.tobytes()
     # Distinct inputs give distinct, well-scaled outputs (not a collapsed network).
     assert len({row.tobytes() for row in first}) == 5
     assert 0.05 < float(np.abs(first).mean()) < 20
     with pytest.raises(ValueError, match="shape"):
-        nm.forward(weights, config, inputs[:, :10])
+        netweights.forward(weights, config, inputs[:, :10])
 
 
-def test_forward_detects_changed_weights(small_model: tuple[Path, nm.Manifest]) -> None:
+def test_forward_detects_changed_weights(small_model: tuple[Path, netmanifest.Manifest]) -> None:
     out, _ = small_model
-    config = nm.ModelConfig.load(out / nm.CONFIG_NAME)
-    weights = dict(nm.load_weights(out, config))
+    config = netconfig.ModelConfig.load(out / netconfig.CONFIG_NAME)
+    weights = dict(netweights.load_weights(out, config))
     inputs = np.array(nm.golden_inputs(config.seed, 2, config.input_dim), dtype=np.float32)
-    before = nm.forward(weights, config, inputs)
+    before = netweights.forward(weights, config, inputs)
     name = config.layers[1].weight
     changed = weights[name].copy()
     changed[0, 0] += np.float32(0.5)
     weights[name] = changed
-    assert not np.array_equal(before, nm.forward(weights, config, inputs))
+    assert not np.array_equal(before, netweights.forward(weights, config, inputs))
 
 
 def test_golden_inputs_deterministic() -> None:
@@ -170,16 +175,18 @@ def test_golden_inputs_deterministic() -> None:
     assert all(-1.0 <= v < 1.0 and float(np.float32(v)) == v for row in a for v in row)
 
 
-def test_golden_round_trips_exactly(small_model: tuple[Path, nm.Manifest], tmp_path: Path) -> None:
+def test_golden_round_trips_exactly(
+    small_model: tuple[Path, netmanifest.Manifest], tmp_path: Path
+) -> None:
     out, _ = small_model
-    config = nm.ModelConfig.load(out / nm.CONFIG_NAME)
+    config = netconfig.ModelConfig.load(out / netconfig.CONFIG_NAME)
     path = nm.write_golden(tmp_path, config, out, count=6)
     assert path == tmp_path / nm.GOLDEN_NAME
     raw = json.loads(path.read_text())
     assert set(raw) == {"inputs", "outputs"}
     assert raw["inputs"] == nm.golden_inputs(config.seed, 6, config.input_dim)
     inputs, outputs = nm.load_golden(path)
-    expected = nm.forward(nm.load_weights(out, config), config, inputs)
+    expected = netweights.forward(netweights.load_weights(out, config), config, inputs)
     assert outputs.tobytes() == expected.tobytes()
     # Every JSON number is exactly a float32, so text -> float32 loses nothing.
     for row_json, row in zip(raw["outputs"], expected, strict=True):
@@ -188,16 +195,16 @@ def test_golden_round_trips_exactly(small_model: tuple[Path, nm.Manifest], tmp_p
 
 def test_load_weights_rejects_incomplete_or_wrong(tmp_path: Path) -> None:
     nm.generate_model(tmp_path, name="m", seed=1)
-    config = nm.ModelConfig.load(tmp_path / nm.CONFIG_NAME)
+    config = netconfig.ModelConfig.load(tmp_path / netconfig.CONFIG_NAME)
     (tmp_path / "model-00002-of-00002.safetensors").unlink()
-    with pytest.raises(nm.FormatError):
-        nm.load_weights(tmp_path, config)
-    other = nm.build_config(
+    with pytest.raises(netmanifest.FormatError):
+        netweights.load_weights(tmp_path, config)
+    other = netconfig.build_config(
         name="m", seed=1, hidden_dim=32, n_hidden=1, input_dim=64, output_dim=16
     )
     nm.generate_model(tmp_path, name="m", seed=1)
-    with pytest.raises(nm.FormatError):
-        nm.load_weights(tmp_path, other)
+    with pytest.raises(netmanifest.FormatError):
+        netweights.load_weights(tmp_path, other)
 
 
 def test_regenerate_replaces_old_shards(tmp_path: Path) -> None:
@@ -209,10 +216,10 @@ def test_regenerate_replaces_old_shards(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("size", [1 * MiB, 4 * MiB, 256 * MiB, 8 * 1024 * MiB])
 def test_plan_scales(size: int) -> None:
-    hidden, n_hidden = nm.plan_architecture(size, 2 * MiB, 64, 16)
+    hidden, n_hidden = netconfig.plan_architecture(size, 2 * MiB, 64, 16)
     assert hidden % 32 == 0
     assert 4 * (hidden * hidden + hidden) <= 2 * MiB
-    config = nm.build_config(
+    config = netconfig.build_config(
         name="p", seed=0, hidden_dim=hidden, n_hidden=n_hidden, input_dim=64, output_dim=16
     )
     assert 0.75 * size <= config.weight_bytes <= 1.25 * size

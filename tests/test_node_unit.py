@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
+from lab import netconfig, netmanifest, node, node_http, node_pull, node_runtime
 from lab import netmodel as nm
-from lab import node
 
 MODEL = "mlp-node"
 BUCKET = "models"
@@ -85,7 +85,7 @@ def model_src(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A generated model directory and the golden file computed from it."""
     src = tmp_path_factory.mktemp("model")
     nm.generate_model(src, name=MODEL, seed=21)
-    config = nm.ModelConfig.load(src / nm.CONFIG_NAME)
+    config = netconfig.ModelConfig.load(src / netconfig.CONFIG_NAME)
     golden_dir = tmp_path_factory.mktemp("golden")
     return src, nm.write_golden(golden_dir, config, src, count=4)
 
@@ -140,9 +140,9 @@ def _corrupt(path: Path) -> None:
 
 
 def test_pull_verified_ok_streams_each_object_once(store: FakeS3, tmp_path: Path) -> None:
-    manifest = nm.Manifest.load(_store_dir(store) / nm.MANIFEST_NAME)
+    manifest = netmanifest.Manifest.load(_store_dir(store) / netmanifest.MANIFEST_NAME)
     dest = tmp_path / "dest"
-    checks = node.pull_verified(store, BUCKET, PREFIX, dest, manifest)
+    checks = node_pull.pull_verified(store, BUCKET, PREFIX, dest, manifest)
     assert [c.path for c in checks] == [f.path for f in manifest.files]
     assert all(c.ok and c.size_ok and c.actual_sha256 == c.expected_sha256 for c in checks)
     for entry in manifest.files:
@@ -150,18 +150,18 @@ def test_pull_verified_ok_streams_each_object_once(store: FakeS3, tmp_path: Path
         assert store.calls.count(key) == 1
         assert store.served[key][0] == entry.size
         assert all(amt is not None and amt <= 8 * 1024 * 1024 for amt in store.reads[key])
-        assert nm.file_sha256(dest / entry.path) == entry.sha256
-    assert nm.verify_dir(dest, manifest) == []
+        assert netmanifest.file_sha256(dest / entry.path) == entry.sha256
+    assert netmanifest.verify_dir(dest, manifest) == []
 
 
 def test_pull_verified_reports_every_bad_file(store: FakeS3, tmp_path: Path) -> None:
-    manifest = nm.Manifest.load(_store_dir(store) / nm.MANIFEST_NAME)
+    manifest = netmanifest.Manifest.load(_store_dir(store) / netmanifest.MANIFEST_NAME)
     shard1, shard2 = (f.path for f in manifest.files[1:3])
     _corrupt(_store_dir(store) / shard1)
     (_store_dir(store) / shard2).unlink()
-    config_path = _store_dir(store) / nm.CONFIG_NAME
+    config_path = _store_dir(store) / netconfig.CONFIG_NAME
     config_path.write_bytes(config_path.read_bytes()[:-10])
-    checks = {c.path: c for c in node.pull_verified(store, BUCKET, PREFIX, tmp_path, manifest)}
+    checks = {c.path: c for c in node_pull.pull_verified(store, BUCKET, PREFIX, tmp_path, manifest)}
 
     flipped = checks[shard1]
     assert flipped.size_ok and not flipped.ok
@@ -170,27 +170,27 @@ def test_pull_verified_reports_every_bad_file(store: FakeS3, tmp_path: Path) -> 
     assert not missing.ok and missing.actual_sha256 is None and not missing.size_ok
     assert missing.error is not None and "NoSuchKey" in missing.error
     assert not (tmp_path / shard2).exists()
-    short = checks[nm.CONFIG_NAME]
+    short = checks[netconfig.CONFIG_NAME]
     assert not short.ok and not short.size_ok and short.actual_size == short.expected_size - 10
 
 
 def test_pull_verified_refuses_path_traversal(store: FakeS3, tmp_path: Path) -> None:
-    evil = nm.Manifest(
+    evil = netmanifest.Manifest(
         model=MODEL,
-        files=(nm.ManifestFile(path="../outside", size=1, sha256="0" * 64),),
+        files=(netmanifest.ManifestFile(path="../outside", size=1, sha256="0" * 64),),
         created_utc="2024-01-01T00:00:00Z",
     )
     dest = tmp_path / "dest"
-    (check,) = node.pull_verified(store, BUCKET, PREFIX, dest, evil)
+    (check,) = node_pull.pull_verified(store, BUCKET, PREFIX, dest, evil)
     assert not check.ok and check.error is not None
     assert not (tmp_path / "outside").exists()
     assert store.calls == []
 
 
 def test_object_key_joins_prefix() -> None:
-    assert node.object_key("a/b/", "x.json") == "a/b/x.json"
-    assert node.object_key("a/b", "x.json") == "a/b/x.json"
-    assert node.object_key("", "x.json") == "x.json"
+    assert node_pull.object_key("a/b/", "x.json") == "a/b/x.json"
+    assert node_pull.object_key("a/b", "x.json") == "a/b/x.json"
+    assert node_pull.object_key("", "x.json") == "x.json"
 
 
 # -- service logic --------------------------------------------------------------
@@ -232,7 +232,7 @@ def test_load_then_serve_golden_exactly(
 def test_metadata_and_state_evidence(service: node.NodeService, store: FakeS3) -> None:
     assert service.handle("GET", f"/v2/models/{MODEL}", b"")[0] == 503
     assert service.load().ok
-    manifest_bytes = (_store_dir(store) / nm.MANIFEST_NAME).read_bytes()
+    manifest_bytes = (_store_dir(store) / netmanifest.MANIFEST_NAME).read_bytes()
     manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
 
     status, meta = service.handle("GET", f"/v2/models/{MODEL}", b"")
@@ -247,7 +247,7 @@ def test_metadata_and_state_evidence(service: node.NodeService, store: FakeS3) -
     assert state["state"] == "ready" and state["error"] is None
     assert state["manifest_sha256"] == manifest_sha
     assert state["loaded_utc"].endswith("Z")
-    manifest = nm.Manifest.from_json(manifest_bytes)
+    manifest = netmanifest.Manifest.from_json(manifest_bytes)
     assert [(f["path"], f["sha256"], f["ok"]) for f in state["files"]] == [
         (f.path, f.sha256, True) for f in manifest.files
     ]
@@ -310,7 +310,7 @@ def test_infer_non_finite_output_is_a_client_error(
     def overflowing(*_args: Any) -> np.ndarray:
         return np.full((1, 16), np.nan, dtype=np.float32)
 
-    monkeypatch.setattr(node, "forward", overflowing)
+    monkeypatch.setattr(node_runtime, "forward", overflowing)
     body = _infer_body(_golden(model_src)["inputs"][:1])
     status, payload = service.handle("POST", f"/v2/models/{MODEL}/infer", body)
     assert status == 400 and "non-finite" in payload["error"]
@@ -367,12 +367,12 @@ def test_reload_detects_corruption_and_drops_old_weights(
 @pytest.mark.parametrize(
     ("damage", "fragment"),
     [
-        (lambda d: (d / nm.MANIFEST_NAME).unlink(), "NoSuchKey"),
-        (lambda d: (d / nm.MANIFEST_NAME).write_text("{}"), "bad manifest"),
-        (lambda d: (d / nm.CONFIG_NAME).unlink(), "config.json"),
+        (lambda d: (d / netmanifest.MANIFEST_NAME).unlink(), "NoSuchKey"),
+        (lambda d: (d / netmanifest.MANIFEST_NAME).write_text("{}"), "bad manifest"),
+        (lambda d: (d / netconfig.CONFIG_NAME).unlink(), "config.json"),
         (
-            lambda d: (d / nm.MANIFEST_NAME).write_text(
-                (d / nm.MANIFEST_NAME).read_text().replace(MODEL, "someone-else")
+            lambda d: (d / netmanifest.MANIFEST_NAME).write_text(
+                (d / netmanifest.MANIFEST_NAME).read_text().replace(MODEL, "someone-else")
             ),
             "someone-else",
         ),
@@ -435,7 +435,7 @@ def _request(port: int, method: str, path: str, body: bytes | None = None) -> tu
 
 @pytest.fixture
 def http_node(service: node.NodeService) -> Iterator[tuple[node.NodeService, int]]:
-    server = node.make_server(service, "127.0.0.1", 0)
+    server = node_http.make_server(service, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:
@@ -480,7 +480,7 @@ def test_http_keep_alive_and_oversized_body(http_node: tuple[node.NodeService, i
             response = conn.getresponse()
             assert response.status == 200 and json.loads(response.read()) == {"live": True}
         conn.putrequest("POST", f"/v2/models/{MODEL}/infer")
-        conn.putheader("Content-Length", str(node.MAX_BODY_BYTES + 1))
+        conn.putheader("Content-Length", str(node_http.MAX_BODY_BYTES + 1))
         conn.endheaders()
         response = conn.getresponse()
         assert response.status == 413

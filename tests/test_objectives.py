@@ -17,7 +17,16 @@ import pytest
 from harness.errors import UsageError
 from harness.inventory import load_inventory
 from harness.lease import MemoryResolver
-from harness.model import Objective, ObjectiveKind, RestorePoint, Verdict, utc_now
+from harness.model import (
+    Evidence,
+    GenericSection,
+    Objective,
+    ObjectiveKind,
+    RestorePoint,
+    SmokeResult,
+    Verdict,
+    utc_now,
+)
 from harness.runner import DrillRequest, DrillResult, run_drill
 from harness.scenario import RunbookStep, Scenario
 from harness.verdict import Recorded, judge
@@ -144,13 +153,14 @@ def test_every_renderer_shows_the_evidence_objectives_and_does_not_rejudge(
     doc["verdict"], doc["reasons"] = "FAIL", ["host:ntp-sync: clock offset 3.2 s > 1 s"]
     names = [r.name for r in objective_results(doc)]
     assert names[-2:] == ["host:ntp-sync", "verdict"]
-    root = ET.fromstring(render_junit(doc).split("\n", 1)[1])
+    ev = Evidence.from_json(doc)
+    root = ET.fromstring(render_junit(ev).split("\n", 1)[1])
     host = next(c for c in root.iter("testcase") if c.get("name") == "host:ntp-sync")
     rto = next(c for c in root.iter("testcase") if c.get("name") == "RTO")
     assert host.find("failure") is not None and rto.find("error") is not None
-    md = render_markdown(doc)
+    md = render_markdown(ev)
     assert "| host:ntp-sync | ❌ FAIL | clock offset 3.2 s > 1 s |" in md
-    html = render_html(doc)
+    html = render_html(ev)
     assert "host:ntp-sync" in html and "clock offset 3.2 s &gt; 1 s" in html
 
 
@@ -175,8 +185,8 @@ def test_a_deviation_is_a_finding_and_is_named_beside_the_pass(tmp_path: Path) -
 
 
 def test_judge_puts_findings_first_then_own_misses() -> None:
-    rec = Recorded(events=[], integrity=[], smoke={}, sections={"load": {"slo": {
-        "met": False, "summary": "error rate 9 %"}}}, reverted=False,
+    rec = Recorded(events=[], integrity=[], smoke=SmokeResult(), sections={"load": GenericSection(
+        {"slo": {"met": False, "summary": "error rate 9 %"}})}, reverted=False,
         failures=["runbook step 'pull' failed: restic exit 1"], inconclusive=[])
     j = judge(Objective.evaluate(None, 60), Objective.evaluate(30.0, 10), rec)
     assert j.verdict is Verdict.FAIL
@@ -189,8 +199,8 @@ def test_judge_puts_findings_first_then_own_misses() -> None:
 
 
 def test_an_slo_the_scenario_already_failed_in_its_own_words_is_not_repeated() -> None:
-    rec = Recorded(events=[], integrity=[], smoke={}, sections={"load": {"slo": {
-        "met": False, "summary": "acceptance run missed the SLO: p95 900 ms > 500 ms"}}},
+    rec = Recorded(events=[], integrity=[], smoke=SmokeResult(), sections={"load": GenericSection(
+        {"slo": {"met": False, "summary": "acceptance run missed the SLO: p95 900 ms > 500 ms"}})},
         reverted=True, failures=["acceptance run missed the SLO: p95 900 ms > 500 ms"],
         inconclusive=[])
     j = judge(Objective.evaluate(None, 60), Objective.evaluate(1.0, 10), rec)

@@ -16,6 +16,7 @@ from harness.context import DrillContext
 from harness.inventory import Inventory, load_inventory
 from harness.model import Verdict
 from harness.restore import RestoreTuning, restore_to_store
+from harness.runbook.object_state import ObjectState, backup_rels
 from harness.runner import DrillRequest, DrillResult, StepOverride, run_drill
 from harness.targets.s3 import S3Store
 from lab.stack import MODEL_NAME, MODELS_BUCKET, Lab
@@ -73,16 +74,17 @@ def test_purge_restores_through_the_pipeline_and_proofs_are_cached(
 
 def _swapped_pull(ctx: DrillContext, original: Callable[[], None]) -> None:
     """Sabotage: the pipeline restores every file, but two shards under each other's names."""
-    scenario: ArtifactDeletion = original.__self__  # type: ignore[attr-defined]
+    state: ObjectState = original.__self__.state  # type: ignore[attr-defined]
     a = ctx.asset
-    assert a.backup_path is not None and scenario.snapshot is not None
-    rels = scenario._backup_rels()
+    assert a.backup is not None and a.backup_path is not None and state.snapshot is not None
+    rels = backup_rels(ctx, state.keys)
     shards = sorted(r for r in rels if r.endswith(".safetensors"))
     mapping = dict(rels)
     mapping[shards[0]], mapping[shards[1]] = rels[shards[1]], rels[shards[0]]
-    report = restore_to_store(scenario.repo, scenario.snapshot.id, a.backup_path, mapping,
-                              scenario.store, a.bucket, tuning=RestoreTuning(files=2))
-    scenario.pulled = report.hashes()
+    report = restore_to_store(ctx.adapters.restic(a.backup), state.snapshot.id, a.backup_path,
+                              mapping, ctx.adapters.s3(a.store), a.bucket,
+                              tuning=RestoreTuning(files=2))
+    state.pulled = report.hashes()
 
 
 def test_a_pull_that_restores_the_wrong_bytes_fails(lab: Lab, inventory: Inventory,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +39,27 @@ def as_json(value: Any) -> Any:
     return value
 
 
+Violation = tuple[tuple[str | int, ...], str]
+
+
+@lru_cache(maxsize=32)
+def _violations(document: str) -> tuple[Violation, ...]:
+    """Every violation of one document (as canonical JSON text). Cached: a process loads the
+    same inventory again and again (the CLI's checks, a pytest session's drills), and the
+    schema walk costs more than the rest of the load."""
+    return tuple((tuple(e.absolute_path), e.message)
+                 for e in validator().iter_errors(json.loads(document)))
+
+
 def check(data: Any, r: Reader) -> None:
     """Raise the first schema violation (in document order) as a located InventoryError."""
-    errors = list(validator().iter_errors(as_json(data)))
+    document = as_json(data)
+    try:
+        errors = _violations(json.dumps(document, sort_keys=True, allow_nan=False))
+    except (TypeError, ValueError):  # not plain JSON (a YAML set, a NaN): validate it as it is
+        errors = tuple((tuple(e.absolute_path), e.message)
+                       for e in validator().iter_errors(document))
     if not errors:
         return
-    first = min(errors, key=lambda e: (r.line(tuple(e.absolute_path)), len(e.absolute_path)))
-    path = tuple(first.absolute_path)
-    raise r.fail(path, f"does not match the inventory schema: {first.message}")
+    path, message = min(errors, key=lambda e: (r.line(e[0]), len(e[0])))
+    raise r.fail(path, f"does not match the inventory schema: {message}")

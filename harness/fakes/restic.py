@@ -1,0 +1,182 @@
+"""An in-memory restic repository, and the protocol drills need from any backup repository.
+
+:class:`BackupRepo` is the part of :class:`harness.targets.restic.ResticRepo` that scenarios, the
+restore pipeline (harness/restore.py) and snapshot proofs (harness/proof.py) call.
+:class:`FakeRepo` holds snapshots as files in memory and answers like restic: snapshots oldest
+first, content ids (one chunk per file here) so identical bytes share them, a root tree id that
+is the same for the same content, and :class:`~harness.errors.TargetUnreachable` with restic's
+own wording when a path is not in a snapshot or a chunk fails its check. :meth:`FakeRepo.rot`
+damages a file in a snapshot after the fact (a corrupt pack file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import threading
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from harness.errors import TargetUnreachable
+from harness.inventory import ResticTarget
+from harness.model import utc_now
+from harness.targets.restic import FileNode, Snapshot
+
+Trees = MutableMapping[str, list[dict[str, Any]]]
+
+
+class BackupRepo(Protocol):
+    """What drills use of a restic repository (see :class:`harness.targets.restic.ResticRepo`)."""
+
+    target: ResticTarget
+
+    def snapshots(self, path: str | None = None) -> list[Snapshot]: ...
+
+    def ls(self, snapshot_id: str, path: str) -> list[str]: ...
+
+    def dump(self, snapshot_id: str, path: str) -> AbstractContextManager[IO[bytes]]: ...
+
+    def files(self, snapshot: Snapshot, path: str,
+              trees: Trees | None = None) -> dict[str, FileNode]: ...
+
+    def restore(self, snapshot_id: str, path: str, target: Path,
+                includes: list[str] | None = None) -> Path: ...
+
+
+class FakeRepo:
+    """A restic repository in memory. ``now`` dates snapshots made without an explicit time."""
+
+    def __init__(self, target: ResticTarget, *, now: Callable[[], datetime] = utc_now) -> None:
+        self.target = target
+        self.now = now
+        self._snaps: list[tuple[Snapshot, dict[str, bytes]]] = []
+        #: snapshot id -> path -> (size, content ids) as backed up: rot() changes bytes only
+        self._recorded: dict[str, dict[str, tuple[int, tuple[str, ...]]]] = {}
+        self._lock = threading.Lock()
+
+    # -- set-up for tests ------------------------------------------------------------------------
+
+    def add_snapshot(self, path: str, files: Mapping[str, bytes], *,
+                     time: datetime | None = None, tags: tuple[str, ...] = ()) -> Snapshot:
+        """A snapshot of directory ``path`` holding ``files`` (relative path -> bytes)."""
+        base = "/" + path.strip("/")
+        content = {f"{base}/{rel.lstrip('/')}": bytes(data) for rel, data in files.items()}
+        listing = "\n".join(f"{p}\t{hashlib.sha256(d).hexdigest()}"
+                            for p, d in sorted(content.items()))
+        tree = hashlib.sha256(listing.encode()).hexdigest()
+        when = time or self.now()
+        with self._lock:
+            sid = hashlib.sha256(f"{tree}{when.isoformat()}{len(self._snaps)}".encode()).hexdigest()
+            snap = Snapshot(sid, sid[:8], when, (base,), tags, tree)
+            self._snaps.append((snap, content))
+            self._recorded[sid] = {p: (len(d), self._chunks(d)) for p, d in content.items()}
+        return snap
+
+    def rot(self, snapshot_id: str, rel_path: str) -> None:
+        """Damage the stored chunk of one file, as a corrupt pack file would: every snapshot
+        that holds the same content (restic stores it once) is damaged with it. Trees still
+        list the old content ids; reading the file fails restic's chunk check."""
+        with self._lock:
+            snap = next((s for s, _ in self._snaps if s.id.startswith(snapshot_id)), None)
+            if snap is None:
+                raise KeyError(f"no snapshot {snapshot_id}")
+            path = f"{snap.paths[0]}/{rel_path.lstrip('/')}"
+            chunks = self._recorded[snap.id][path][1]
+            for s, content in self._snaps:
+                for p, (_, ids) in self._recorded[s.id].items():
+                    if ids == chunks:
+                        data = bytearray(content[p])
+                        data[len(data) // 2] ^= 0xFF
+                        content[p] = bytes(data)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _get(self, snapshot_id: str) -> tuple[Snapshot, dict[str, bytes]]:
+        with self._lock:
+            for snap, content in self._snaps:
+                if snap.id.startswith(snapshot_id):
+                    return snap, content
+        raise TargetUnreachable(f"restic dump on {self.target.name} failed (exit 1): Fatal: "
+                                f"no matching ID found for prefix {snapshot_id!r}")
+
+    @staticmethod
+    def _chunks(data: bytes) -> tuple[str, ...]:
+        return (hashlib.sha256(data).hexdigest(),) if data else ()
+
+    # -- the ResticRepo methods ------------------------------------------------------------------
+
+    def snapshots(self, path: str | None = None) -> list[Snapshot]:
+        with self._lock:
+            snaps = [s for s, _ in self._snaps
+                     if path is None or "/" + path.strip("/") in s.paths]
+        return sorted(snaps, key=lambda s: s.time)
+
+    def ls(self, snapshot_id: str, path: str) -> list[str]:
+        base = "/" + path.strip("/") + "/"
+        _, content = self._get(snapshot_id)
+        return sorted(p for p in content if p.startswith(base))
+
+    @contextmanager
+    def dump(self, snapshot_id: str, path: str) -> Iterator[IO[bytes]]:
+        _, content = self._get(snapshot_id)
+        key = "/" + path.strip("/")
+        if key in content:
+            if self._chunks(content[key]) != self._recorded[self._get(snapshot_id)[0].id][key][1]:
+                # restic checks every chunk against its id as it reads it
+                raise TargetUnreachable(f"restic dump {snapshot_id} {path} on {self.target.name} "
+                                        f"failed (exit 1): Fatal: ciphertext verification "
+                                        f"failed for a blob of {key}")
+            yield io.BytesIO(content[key])
+            return
+        if not any(p.startswith(key + "/") for p in content):
+            raise TargetUnreachable(f"restic dump {snapshot_id} {path} on {self.target.name} "
+                                    f"failed (exit 1): Fatal: cannot dump file: path {key!r} "
+                                    f"not found in snapshot")
+        # a directory: restic streams it as a tar archive
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for p, data in sorted(content.items()):
+                if p.startswith(key + "/"):
+                    info = tarfile.TarInfo(p.lstrip("/"))
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        buf.seek(0)
+        yield buf
+
+    @contextmanager
+    def dump_tree(self, snapshot_id: str, path: str) -> Iterator[Iterator[tuple[str, IO[bytes]]]]:
+        base = "/" + path.strip("/") + "/"
+        _, content = self._get(snapshot_id)
+        files = sorted((p[len(base):], d) for p, d in content.items() if p.startswith(base))
+        yield iter([(rel, io.BytesIO(d)) for rel, d in files])
+
+    def files(self, snapshot: Snapshot, path: str,
+              trees: Trees | None = None) -> dict[str, FileNode]:
+        """Sizes and content ids as recorded at backup time (a rotted file keeps its old ids,
+        as a damaged pack does not change restic's tree)."""
+        base = "/" + path.strip("/") + "/"
+        _, content = self._get(snapshot.id)
+        with self._lock:
+            recorded = self._recorded.get(snapshot.id, {})
+        out = {}
+        for p, data in content.items():
+            if p.startswith(base):
+                size, chunks = recorded.get(p, (len(data), self._chunks(data)))
+                out[p[len(base):]] = FileNode(p[len(base):], size, chunks)
+        return out
+
+    def restore(self, snapshot_id: str, path: str, target: Path,
+                includes: list[str] | None = None) -> Path:
+        base = "/" + path.strip("/")
+        _, content = self._get(snapshot_id)
+        wanted = [f"{base}/{rel.lstrip('/')}".rstrip("/") for rel in includes or [""]]
+        for p, data in content.items():
+            if any(p == w or p.startswith(w + "/") for w in wanted):
+                dest = target / p.lstrip("/")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(data)
+        return target / base.lstrip("/")
