@@ -253,7 +253,10 @@ def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
     gc = sub.add_parser(
         "gc", help="reclaim store space drills left behind (redundant safety copies, "
                    "unfinished uploads, RGW garbage)",
-        description=(__doc__ or "").split("\n\n")[0].strip("`: "))
+        description="Give back the store space drills left behind, and nothing else: safety "
+                    "copies no lease records and whose versions the store still holds, "
+                    "multipart uploads never completed, and deleted data Ceph RGW has not "
+                    "collected yet. A copy that is the only way back is kept and named.")
     gc.add_argument("--inventory", type=a.existing_file,
                     help="site inventory YAML (default as for run)")
     gc.add_argument("--min-age", type=a.seconds, default=DEFAULT_MIN_AGE_S,
