@@ -4,10 +4,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := ceph-mon ceph-osd radosgw ceph-common restic haproxy postgresql
+APT_PACKAGES := ceph-mon ceph-osd radosgw ceph-common restic haproxy postgresql openssh-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: drill drill-quarterly test setup lab-deps test-deps venv lint clean lab-down
+.PHONY: drill drill-quarterly test typecheck setup lab-deps test-deps venv lint clean lab-down
 
 # Evidence is signed with the key in .keys/ (made on first use; never committed).
 SIGNING_KEY := .keys/drillbook-signing
@@ -31,8 +31,12 @@ endif
 drill-quarterly:
 	$(MAKE) drill QUARTERLY=1
 
-test: setup test-deps
+test: setup test-deps typecheck
 	$(BIN)/python -m pytest -q
+
+# The library and the README's example scenario (what a site's own `mypy --strict` sees).
+typecheck: venv
+	$(BIN)/mypy --strict harness scenarios reports examples/registry-alias
 
 setup: venv lab-deps
 
@@ -46,7 +50,7 @@ $(VENV)/.installed: pyproject.toml
 
 # The lab's real components come from Debian; installed only when missing.
 lab-deps:
-	@missing=""; for b in radosgw ceph-mon ceph-osd restic haproxy; do \
+	@missing=""; for b in radosgw ceph-mon ceph-osd restic haproxy sshd; do \
 	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \

@@ -185,3 +185,17 @@ def output_prefix(value: str) -> Path:
         raise _bad(f"{value!r} names a directory; give a file prefix such as keys/drill")
     output_dir(str(path.parent))
     return path
+
+
+def assignment(value: str) -> tuple[str, str]:
+    """NAME=VALUE, a scenario parameter (``--param``): the name is checked here, the value
+    against the scenario's declaration once the scenario is known."""
+    _clean(value, "the parameter")
+    key, sep, rest = value.partition("=")
+    if not sep:
+        raise _bad(f"{value!r} is not NAME=VALUE")
+    if _ID.fullmatch(key) is None:
+        raise _bad(f"{key!r} is not a parameter name (letters, digits, '.', '_', '-')")
+    if not rest.strip():
+        raise _bad(f"parameter {key!r} has no value (NAME=VALUE)")
+    return key, rest

@@ -26,6 +26,7 @@ from typing import Any
 
 from harness.blast import Fence, Touch
 from harness.errors import Inconclusive, StepFailed
+from harness.hosts.backend import Host
 from harness.inventory import Asset, Inventory
 from harness.journal import Clock, Journal
 from harness.model import (
@@ -42,6 +43,7 @@ from harness.model import (
     iso,
     section_from_json,
 )
+from harness.params import ParamValues
 from harness.targets.database import Database
 from harness.targets.fleet import NodeHost, Orchestrator
 from harness.targets.inference import InferenceEndpoint
@@ -98,7 +100,8 @@ class Adapters:
         inventory on first use."""
         self.inventory = inventory
         self.work_dir = work_dir
-        unknown = set(provided or {}) - set(inventory.targets)
+        unknown = (set(provided or {}) - set(inventory.targets)
+                   - {f"host:{h}" for h in inventory.hosts})
         if unknown:
             raise ValueError(f"adapters handed in for unknown target(s): "
                              f"{', '.join(sorted(unknown))}")
@@ -171,6 +174,15 @@ class Adapters:
         cluster: KubeCluster = self._cache[name]
         return cluster
 
+    def host(self, name: str) -> Host:
+        """A declared host (inventory ``hosts:``) through testinfra; hand one in as
+        ``host:<name>``."""
+        key = f"host:{name}"
+        if key not in self._cache:
+            self._cache[key] = Host(self.inventory.hosts[name])
+        host: Host = self._cache[key]
+        return host
+
     def node(self, name: str) -> NodeHost:
         if name in self._cache:
             host: NodeHost = self._cache[name]
@@ -203,6 +215,8 @@ class DrillContext:
         self.declared: tuple[Touch, ...] = ()
         #: the step run_step is running (for the record of where a signal came)
         self.current_step: str | None = None
+        #: the scenario's parameters, resolved and validated (set by the runner)
+        self.params = ParamValues()
 
     # -- recording ---------------------------------------------------------------------------
 

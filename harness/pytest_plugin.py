@@ -7,11 +7,16 @@ columns; the fixtures live in :mod:`harness.pytest_fixtures` and the hook specs 
 
     pytest --drill-inventory site.yaml --drill-evidence evidence -m tier1
 
+Every drill runs through a drill session (harness/session.py), like ``drillbook run``: the same
+rule for which scenario fits which asset, the same parameters (the marker's ``params=`` beat the
+inventory's ``drills:``), the same evidence writing and sealing.
+
 Outcomes: PASS passes; FAIL fails with the missed objectives in the message (after the test
 body, so a test may assert more); INCONCLUSIVE errors in setup (a check that could not run is
 neither a pass nor a skip). A site declares its drills as tests in one of two ways::
 
-    @pytest.mark.drill("artifact-deletion", variant="purge", asset="llm-weights")
+    @pytest.mark.drill("artifact-deletion", variant="purge", asset="llm-weights",
+                       params={"shards": 2})     # scenario parameters, if it declares any
     def test_weights_come_back_from_backup(drill):
         assert drill.restore_point is not None
 
@@ -44,15 +49,16 @@ from harness.pytest_fixtures import (
     drill_lab,
     drill_lease_resolver,
 )
-from harness.scenario import Scenario, discover, get_scenario
+from harness.scenario import Scenario, discover, get_scenario, resolve_asset
+from harness.session import DrillSession, EvidenceWriter, fitting
 
 __all__ = ["DrillInconclusive", "DrillSpec", "drill", "drill_adapters", "drill_case",
            "drill_evidence_root", "drill_inventory", "drill_inventory_path", "drill_lab",
            "drill_lease_resolver"]
 
 MARKERS = (
-    ("drill(scenario, variant=None, asset=None, overrides=None, reason=None): run this drill in "
-    "the `drill` fixture; PASS passes, FAIL fails, INCONCLUSIVE errors"),
+    ("drill(scenario, variant=None, asset=None, params=None, overrides=None, reason=None): run "
+     "this drill in the `drill` fixture; PASS passes, FAIL fails, INCONCLUSIVE errors"),
     "tier1: a drill of a tier-1 asset (added from the inventory)",
     "tier2: a drill of a tier-2 asset (added from the inventory)",
     "tier3: a drill of a tier-3 asset (added from the inventory)",
@@ -71,6 +77,8 @@ class DrillSpec:
     asset: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None
+    #: scenario parameters (beaten by none: the command line has no say inside pytest)
+    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def scenario_class(self) -> type[Scenario]:
@@ -123,11 +131,14 @@ def _spec_from_marker(marker: pytest.Mark) -> DrillSpec:
     if scenario is None:
         raise UsageError("@pytest.mark.drill needs the scenario: @pytest.mark.drill('name') or "
                          "@pytest.mark.drill(scenario=MyScenario)")
-    unknown = set(kw) - {"variant", "asset", "overrides", "reason"}
+    unknown = set(kw) - {"variant", "asset", "overrides", "reason", "params"}
     if unknown:
         raise UsageError(f"@pytest.mark.drill: unknown argument(s) {', '.join(sorted(unknown))}")
+    params = kw.get("params") or {}
+    if not isinstance(params, dict):
+        raise UsageError("@pytest.mark.drill: params= must be a dict of name: value")
     return DrillSpec(scenario, kw.get("variant"), kw.get("asset"),
-                     dict(kw.get("overrides") or {}), kw.get("reason"))
+                     dict(kw.get("overrides") or {}), kw.get("reason"), dict(params))
 
 
 def item_spec(item: pytest.Item) -> DrillSpec | None:
@@ -140,28 +151,12 @@ def item_spec(item: pytest.Item) -> DrillSpec | None:
     return None if marker is None else _spec_from_marker(marker)
 
 
-def resolve_asset(inventory: Inventory, cls: type[Scenario], asset: str | None) -> str:
-    if asset is not None:
-        return asset
-    fits = [a.id for a in inventory.assets.values() if a.kind in cls.asset_kinds]
-    if len(fits) != 1:
-        raise UsageError(f"give the drill's asset: {len(fits)} assets fit {cls.name} "
-                         f"({', '.join(fits) or 'none'})")
-    return fits[0]
-
-
 def drill_cases(inventory: Inventory, only: set[str] | None = None) -> list[tuple[DrillSpec, int]]:
-    """Every (scenario, variant, asset) that fits the inventory, with the asset's tier."""
-    out = []
-    for name, cls in sorted(discover().items()):
-        if only is not None and name not in only:
-            continue
-        for asset in inventory.assets.values():
-            if asset.kind not in cls.asset_kinds or asset.tier not in cls.tiers:
-                continue
-            for variant in cls.variants:
-                out.append((DrillSpec(name, variant, asset.id), asset.tier))
-    return out
+    """Every (scenario, variant, asset) the one rule allows on the inventory
+    (:meth:`Scenario.applies_to`), with the asset's tier."""
+    found = {n: c for n, c in discover().items() if only is None or n in only}
+    return [(DrillSpec(name, variant, asset.id), asset.tier)
+            for name, cls, asset in fitting(inventory, found) for variant in cls.variants]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -196,46 +191,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         inventory = inventory or load_inventory(path)
         spec = _spec_from_marker(marker)
-        asset_id = resolve_asset(inventory, spec.scenario_class, spec.asset)
-        if asset_id in inventory.assets:
-            tier = inventory.assets[asset_id].tier
-            if item.get_closest_marker(f"tier{tier}") is None:
-                item.add_marker(getattr(pytest.mark, f"tier{tier}"))
+        tier = resolve_asset(inventory, spec.scenario_class, spec.asset).tier
+        if item.get_closest_marker(f"tier{tier}") is None:
+            item.add_marker(getattr(pytest.mark, f"tier{tier}"))
 
 
 # --- running the drill and mapping its verdict ------------------------------------------------------
 
 def run_item_drill(request: pytest.FixtureRequest, inventory: Inventory, root: Path) -> Evidence:
-    """Run the item's drill, write and seal its evidence, and remember it on the item."""
-    from harness import signing
+    """Run the item's drill through a drill session (harness/session.py), which writes and
+    seals its evidence, and remember it on the item."""
     from harness.provenance import ExerciseInput
-    from harness.runner import DrillRequest, run_drill
-    from reports.render import Written, write_evidence
 
     item = request.node
     spec = item_spec(item)
     if spec is None:
         raise UsageError(f"{item.nodeid} uses the drill fixture without @pytest.mark.drill(...) "
                          f"or drill_case")
-    cls = spec.scenario_class
-    asset = resolve_asset(inventory, cls, spec.asset)
     fn = getattr(item, "function", None)
     doc = (fn.__doc__ or "") if fn is not None else ""
     reason = spec.reason or (doc.strip().splitlines()[0] if doc.strip() else None)
     exercise = ExerciseInput(title=f"pytest {item.nodeid}", reason=reason)
-    req = DrillRequest(cls, spec.variant or cls.variants[0], asset, root, exercise=exercise)
-    key = signing.resolve_key(request.config.getoption("drill_signing_key"),
-                              inventory.evidence.signing_key)
-    sealed: list[Written] = []
-
-    def sink(evidence: Evidence, directory: Path) -> None:
-        # called by run_drill while signals are still held: the evidence is sealed even when
-        # the session is being interrupted
-        sealed.append(write_evidence(evidence, directory, signing_key=key))
-
-    result = run_drill(inventory, req, overrides=spec.overrides or None, progress=lambda m: None,
-                       sink=sink, lease_resolver=request.getfixturevalue("drill_lease_resolver"))
-    written = sealed[0]
+    writer = EvidenceWriter.for_site(inventory, request.config.getoption("drill_signing_key"))
+    session = DrillSession(inventory, root, sink=writer, progress=lambda m: None,
+                           lease_resolver=request.getfixturevalue("drill_lease_resolver"))
+    plan = session.plan(spec.scenario_class, asset=spec.asset, variant=spec.variant,
+                        marker_params=spec.params)
+    result = session.run(plan, exercise=exercise, overrides=spec.overrides)
+    written = result.written
+    assert written is not None  # the writer is the sink: it ran before run_drill returned
     ev = result.evidence
     item.stash[EVIDENCE_KEY] = (ev, result.directory)
     item.user_properties += [

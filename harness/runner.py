@@ -26,6 +26,7 @@ from harness.blast import Fence, Touch, describe_all
 from harness.context import Adapters, DrillContext, Progress
 from harness.errors import GuardRefused, Inconclusive, UsageError
 from harness.guards import require_drill_safe
+from harness.hosts import drill as host_checks
 from harness.inventory import Inventory
 from harness.journal import Clock, Journal
 from harness.model import (
@@ -44,8 +45,10 @@ from harness.model import (
     rto_breakdown,
     section_from_json,
 )
+from harness.params import Given, ParamError, ParamValues
+from harness.params import resolve as resolve_params
 from harness.provenance import ExerciseInput, audit_record
-from harness.scenario import RunbookStep, Scenario
+from harness.scenario import RunbookStep, Scenario, resolve_asset, variant_of
 from harness.signals import DrillSignals, Interrupted, Received, interruption_record
 from harness.verdict import Judgement, Recorded, judge
 
@@ -67,6 +70,8 @@ class DrillRequest:
     dry_run: bool = False
     #: who, why, when planned (from the command line); the inventory's exercise: fills gaps
     exercise: ExerciseInput = field(default_factory=ExerciseInput)
+    #: the scenario's parameters, resolved (harness/session.py); None: every default
+    params: ParamValues | None = None
 
 
 @dataclass(frozen=True)
@@ -80,19 +85,21 @@ def new_drill_id(clock: Clock, scenario: str) -> str:
     return f"{clock.utc().strftime('%Y%m%dT%H%M%SZ')}-{scenario}-{secrets.token_hex(3)}"
 
 
-def validate_request(inventory: Inventory, req: DrillRequest) -> None:
-    """Reject a request that cannot make sense before anything is touched (a usage error)."""
+def validate_request(inventory: Inventory, req: DrillRequest) -> ParamValues:
+    """Reject a request that cannot make sense before anything is touched (a usage error):
+    an unknown variant or asset, a scenario that does not apply to the asset (the one rule,
+    Scenario.applies_to), parameters the scenario does not declare or whose values it
+    refuses. Returns the parameters the drill runs with."""
     cls = req.scenario
-    if req.variant not in cls.variants:
-        raise UsageError(f"scenario {cls.name!r} has no variant {req.variant!r} "
-                         f"(variants: {', '.join(cls.variants)})")
-    if req.asset_id not in inventory.assets:
-        raise UsageError(f"asset {req.asset_id!r} is not in {inventory.path} "
-                         f"(assets: {', '.join(inventory.assets)})")
-    asset = inventory.assets[req.asset_id]
-    if asset.kind not in cls.asset_kinds:
-        raise UsageError(f"scenario {cls.name!r} applies to {', '.join(cls.asset_kinds)}, "
-                         f"not to asset {asset.id!r} of kind {asset.kind!r}")
+    variant_of(cls, req.variant)
+    resolve_asset(inventory, cls, req.asset_id)
+    given = [] if req.params is None else [
+        Given(req.params.sources.get(k, "request"), {k: v})
+        for k, v in req.params.values.items() if req.params.sources.get(k) != "default"]
+    try:
+        return resolve_params(cls.params, given, scenario=f"scenario {cls.name!r}")
+    except ParamError as exc:
+        raise UsageError(exc.message) from exc
 
 
 def run_drill(inventory: Inventory, req: DrillRequest, *,
@@ -107,7 +114,7 @@ def run_drill(inventory: Inventory, req: DrillRequest, *,
     Leases are kept in the inventory's targets unless ``lease_resolver`` says otherwise.
     ``adapters`` hands in adapters by target name (fakes, a site's own clients); the rest are
     built from the inventory."""
-    validate_request(inventory, req)
+    req = dataclasses.replace(req, params=validate_request(inventory, req))
     signals = DrillSignals().install()
     try:
         result = _run_drill(inventory, req, signals, overrides, clock or Clock(), progress, sink,
@@ -133,13 +140,15 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
                        work_dir=work_dir, progress=progress)
     signals.where = lambda: (ctx.phase.value, ctx.current_step)
     signals.waiting = lambda: _waiting_for(ctx, out_dir)
+    ctx.params = req.params or ParamValues()
     scenario = req.scenario(ctx)
     unknown = set(overrides or {}) - {s.name for s in scenario.runbook()}
     if unknown:
         raise UsageError(f"override for unknown runbook step(s): {', '.join(sorted(unknown))}")
     started = clock.utc()
     journal.note("drill", drill_id=drill_id, scenario=req.scenario.name, variant=req.variant,
-                 asset=asset.id, inventory=str(inventory.path), dry_run=req.dry_run)
+                 asset=asset.id, inventory=str(inventory.path), dry_run=req.dry_run,
+                 params=ctx.params.to_json(), param_sources=dict(ctx.params.sources))
     progress(f"drill {drill_id}: {req.scenario.name} ({req.variant}) on {asset.id}")
     # the engine's own adapters: leases are written outside any scenario's blast radius
     own = Adapters(inventory, work_dir)
@@ -155,6 +164,7 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
             leases.acquire(scenario.touches())
             _phase(ctx, Phase.PREFLIGHT)
             _declare_blast_radius(ctx, scenario)
+            host_checks.preflight(ctx)
             scenario.preflight()
             _phase(ctx, Phase.BASELINE)
             scenario.baseline()
@@ -176,6 +186,7 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
             _phase(ctx, Phase.VERIFY, signals)
             before = len(ctx.findings.failures) + len(ctx.findings.inconclusive)
             scenario.verify()
+            host_checks.verify(ctx)
             if len(ctx.findings.failures) + len(ctx.findings.inconclusive) == before and \
                     event_by_name(journal.events, "recovery.completed") is not None:
                 ctx.event("recovery.verified")
@@ -366,7 +377,8 @@ def build_evidence(ctx: DrillContext, req: DrillRequest, started: datetime, *,
     judgement = judge(rto, rpo, Recorded(
         events=events, integrity=ctx.journal.integrity, smoke=smoke,
         sections=sections, reverted=ctx.findings.reverted,
-        failures=ctx.findings.failures, inconclusive=ctx.findings.inconclusive), rto_verified)
+        failures=ctx.findings.failures, inconclusive=ctx.findings.inconclusive,
+        host_checks=host_checks.recorded(ctx)), rto_verified)
     t0 = event_by_name(events, "fault.injected")
     timeline = tuple(
         TimelineEntry(e.name, e.utc, None if t0 is None else e.mono - t0.mono)
@@ -388,8 +400,9 @@ def build_evidence(ctx: DrillContext, req: DrillRequest, started: datetime, *,
         rto_breakdown=rto_breakdown(events, ctx.journal.steps), reverted=ctx.findings.reverted,
         inventory=str(ctx.inventory.path), versions=_versions(),
         sections=sections, objectives=judgement.objectives,
-        audit=_with_deviations(audit, ctx.findings.deviations, judgement),
-        rto_verified=rto_verified,
+        audit=_with_deviations(dataclasses.replace(audit, scope=dataclasses.replace(
+            audit.scope, params=ctx.params.to_json())), ctx.findings.deviations, judgement),
+        rto_verified=rto_verified, host_checks=host_checks.recorded(ctx),
     )
 
 

@@ -1,9 +1,15 @@
 """What a scenario is, and how scenarios are found.
 
 A scenario module declares one fault: its tier and asset kinds, whether it is destructive, its
-variants, and the hooks the runner calls in order (preflight, baseline, inject, detect, the
-runbook's steps, verify, revert). Scenarios are found through the ``drillbook.scenarios``
-entry-point group, so a site's own faults sit beside ours without editing drillbook.
+variants, its parameters, and the hooks the runner calls in order (preflight, baseline, inject,
+detect, the runbook's steps, verify, revert). Scenarios are found through the
+``drillbook.scenarios`` entry-point group, so a site's own faults sit beside ours without
+editing drillbook.
+
+Which scenario fits which asset is decided in one place, :meth:`Scenario.applies_to`: the asset's
+kind is in ``asset_kinds`` and its tier in ``tiers``, and a scenario that needs more (a backup
+job for the asset, say) overrides it and calls ``super()``. Every front-end (the CLI, the pytest
+plugin, the quarterly drill) and the engine ask it, and :func:`why_not` says why it said no.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ from typing import TYPE_CHECKING, ClassVar
 
 from harness.blast import Touch
 from harness.errors import UsageError
+from harness.params import Param
 
 if TYPE_CHECKING:
     from harness.context import DrillContext
+    from harness.inventory import Asset, Inventory
 
 ENTRY_POINT_GROUP = "drillbook.scenarios"
 
@@ -43,6 +51,15 @@ class Scenario(abc.ABC):
     tiers: ClassVar[tuple[int, ...]] = (1, 2, 3)
     destructive: ClassVar[bool] = True
     blast_radius: ClassVar[str] = ""
+    #: what a drill of this scenario can be told (harness/params.py); read from ``ctx.params``
+    params: ClassVar[tuple[Param, ...]] = ()
+
+    @classmethod
+    def applies_to(cls, inventory: Inventory, asset: Asset) -> bool:
+        """Whether this scenario can drill ``asset``: its kind and tier are declared here.
+        Override to add a prerequisite, as ``super().applies_to(inventory, asset) and ...``;
+        the override's docstring is the reason given when it says no."""
+        return asset.kind in cls.asset_kinds and asset.tier in cls.tiers
 
     def __init__(self, ctx: DrillContext) -> None:
         self.ctx = ctx
@@ -97,6 +114,56 @@ class Scenario(abc.ABC):
         """The drill ended before inject (a dry run, a refusal, an abort): nothing was broken,
         so only remove what preflight and baseline made (safety copies, scratch files). Never
         restore anything here."""
+
+
+def why_not(cls: type[Scenario], inventory: Inventory, asset: Asset) -> str | None:
+    """None when ``cls`` applies to ``asset``; else why not, in a sentence."""
+    if asset.kind not in cls.asset_kinds:
+        return (f"scenario {cls.name!r} applies to assets of kind {', '.join(cls.asset_kinds)}, "
+                f"not to asset {asset.id!r} of kind {asset.kind!r}")
+    if asset.tier not in cls.tiers:
+        tiers = ", ".join(str(t) for t in cls.tiers)
+        return (f"scenario {cls.name!r} applies to tier {tiers} assets, not to asset "
+                f"{asset.id!r} of tier {asset.tier}")
+    if cls.applies_to(inventory, asset):
+        return None
+    rule = cls.applies_to.__func__  # type: ignore[attr-defined]
+    doc = (rule.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+    own = f": {' '.join(doc.split())}" if doc and rule is not _BASE_RULE else ""
+    return (f"scenario {cls.name!r} does not apply to asset {asset.id!r} by its own rule "
+            f"({rule.__qualname__}){own}")
+
+
+_BASE_RULE = Scenario.applies_to.__func__  # type: ignore[attr-defined]
+
+
+def resolve_asset(inventory: Inventory, cls: type[Scenario], asset_id: str | None) -> Asset:
+    """The asset named, if the scenario applies to it; else the only one it applies to. A
+    usage error saying why otherwise."""
+    if asset_id is None:
+        fits = [a for a in inventory.assets.values() if cls.applies_to(inventory, a)]
+        if len(fits) != 1:
+            names = ", ".join(a.id for a in fits) or "none"
+            raise UsageError(f"give the asset (--asset, or asset= in the drill marker): "
+                             f"{len(fits)} assets of {inventory.path} fit {cls.name} ({names})")
+        return fits[0]
+    if asset_id not in inventory.assets:
+        raise UsageError(f"asset {asset_id!r} is not in {inventory.path} "
+                         f"(assets: {', '.join(inventory.assets)})")
+    asset = inventory.assets[asset_id]
+    reason = why_not(cls, inventory, asset)
+    if reason is not None:
+        raise UsageError(reason)
+    return asset
+
+
+def variant_of(cls: type[Scenario], variant: str | None) -> str:
+    """The variant asked for (the scenario's first when None), if the scenario has it."""
+    chosen = variant or cls.variants[0]
+    if chosen not in cls.variants:
+        raise UsageError(f"scenario {cls.name!r} has no variant {chosen!r} "
+                         f"(variants: {', '.join(cls.variants)})")
+    return chosen
 
 
 def discover() -> dict[str, type[Scenario]]:

@@ -2,7 +2,7 @@
 
 :func:`judge` turns what a drill recorded (events, integrity checks, smoke results, the sections'
 declared SLOs, revert, the scenario's own findings) into :class:`~harness.model.ObjectiveResult`
-entries (RTO, RPO, integrity, smoke, one per SLO a section declares, revert; host checks later),
+entries (RTO, RPO, integrity, smoke, one per SLO a section declares, revert, each host check),
 and the verdict is the worst of those and of the findings:
 
     any FAIL (objective or finding)          -> FAIL
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from harness.model import (
     Event,
+    HostCheck,
     IntegrityCheck,
     Objective,
     ObjectiveKind,
@@ -59,6 +60,7 @@ class Recorded:
     reverted: bool
     failures: Sequence[str]
     inconclusive: Sequence[str]
+    host_checks: Sequence[HostCheck] = ()
 
 
 def _not_reached(rec: Recorded) -> Verdict:
@@ -115,6 +117,18 @@ def _slos(rec: Recorded) -> list[ObjectiveResult]:
     return out
 
 
+def host_objective(h: HostCheck) -> ObjectiveResult:
+    """A host check as an objective: met is PASS; missed in preflight is INCONCLUSIVE (the
+    drill stopped before touching anything, so it proves nothing), missed in verify is FAIL;
+    a check that could not run is INCONCLUSIVE."""
+    status = (Verdict.PASS if h.ok else Verdict.INCONCLUSIVE
+              if h.ok is None or h.phase is Phase.PREFLIGHT else Verdict.FAIL)
+    word = "ok" if h.ok else "could not run" if h.ok is None else "missed"
+    return ObjectiveResult(f"host:{h.phase.value}:{h.host}:{h.check}", ObjectiveKind.HOST_CHECK,
+                           status, f"{h.host}: {h.check}: {word}: expected {h.expected}, "
+                                   f"found {h.found}")
+
+
 def _rto(rto: Objective, rec: Recorded, verified: VerifiedRto | None) -> ObjectiveResult:
     """The RTO objective on the service figure, with the verified figure beside it."""
     result = _timed("RTO", ObjectiveKind.RTO, rto, rec)
@@ -142,6 +156,7 @@ def objective_list(rto: Objective, rpo: Objective, rec: Recorded,
     if rec.smoke.recorded or not verified:
         out.append(_smoke(rec))
     out += _slos(rec)
+    out += [host_objective(h) for h in rec.host_checks]
     injected = event_by_name(rec.events, "fault.injected") is not None
     if rec.reverted:
         out.append(ObjectiveResult("revert", ObjectiveKind.REVERT, Verdict.PASS,

@@ -59,5 +59,23 @@ def _fleet() -> LabComponent:
 COMPONENTS.append(_fleet)
 
 
+def _sshd() -> LabComponent:
+    from lab.sshd import SshServer  # last: it declares hosts for the other parts' targets
+
+    return SshServer()
+
+
+COMPONENTS.append(_sshd)
+
+
 def components() -> list[LabComponent]:
     return [factory() for factory in COMPONENTS]
+
+
+def _kube() -> LabComponent:
+    from lab.kubelab import KubeLab  # the lab's Kubernetes API; needs the fleet's models
+
+    return KubeLab()
+
+
+COMPONENTS.append(_kube)

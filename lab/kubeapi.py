@@ -37,26 +37,19 @@ from urllib.parse import parse_qs, urlparse
 
 import yaml
 
+from lab.kubeerrors import ApiError
+from lab.kubepatch import json_patch, match_fields, match_labels, merge_patch, strategic_merge
 from lab.kubeschema import SchemaError
-from lab.kubestore import (
-    ApiError,
-    KubeStore,
-    Obj,
-    json_patch,
-    match_fields,
-    match_labels,
-    merge_patch,
-)
+from lab.kubeseed import seed_fleet
+from lab.kubeservice import ServiceProxy
+from lab.kubestore import KINDS, KubeStore, Obj
 
 _PATH = re.compile(r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<ver>[^/]+))"
                    r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<res>[a-z]+)"
                    r"(?:/(?P<name>[^/]+))?(?:/(?P<sub>[a-z]+))?$")
-_KINDS = {"nodes": ("v1", "Node"), "pods": ("v1", "Pod"),
-          "deployments": ("apps/v1", "Deployment"), "statefulsets": ("apps/v1", "StatefulSet"),
-          "poddisruptionbudgets": ("policy/v1", "PodDisruptionBudget"),
-          "leases": ("coordination.k8s.io/v1", "Lease"),
-          "inferenceservices": ("serving.kserve.io/v1beta1", "InferenceService")}
-_GROUPS = {"nodes": "v1", "pods": "v1", "deployments": "apps/v1", "statefulsets": "apps/v1",
+_KINDS = KINDS
+_GROUPS = {"nodes": "v1", "pods": "v1", "services": "v1", "endpoints": "v1",
+           "deployments": "apps/v1", "statefulsets": "apps/v1",
            "poddisruptionbudgets": "policy/v1", "leases": "coordination.k8s.io/v1",
            "inferenceservices": "serving.kserve.io/v1beta1"}
 BOOKMARK_EVERY_S = 1.0
@@ -94,7 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         api = self.server.api
-        api.calls.append((method, urlparse(self.path).path))
+        api.calls.append((method, self.path))
         if self.headers.get("Authorization") != f"Bearer {api.token}":
             self._send(401, status(401, "Unauthorized", "Unauthorized"))
             return
@@ -138,6 +131,10 @@ class _Handler(BaseHTTPRequestHandler):
             store.compact()
             self._send(200, status(200, "", "compacted"))
             return
+        kubelet = re.match(r"^/_lab/nodes/([^/]+)/kubelet$", url.path)
+        if kubelet and method == "POST":
+            self._kubelet(kubelet[1], q.get("reporting") in ("true", "1"), store)
+            return
         m = _PATH.match(url.path)
         if m is None or m["res"] not in _KINDS:
             raise ApiError(404, "NotFound", f"the server could not find the requested resource "
@@ -152,6 +149,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._list(res, ns, q)
             elif method == "POST":
                 body = self._body()
+                if ns is not None:  # the API server takes the namespace from the path
+                    meta = body.setdefault("metadata", {})
+                    if meta.get("namespace", ns) != ns:
+                        raise ApiError(400, "BadRequest", "the namespace of the provided "
+                                       "object does not match the namespace sent on the request")
+                    meta["namespace"] = ns
                 with store.cond:
                     self._send(201, store.create(res, body))
             else:
@@ -188,6 +191,18 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             raise ApiError(405, "MethodNotAllowed", method)
 
+    def _kubelet(self, node: str, reporting: bool, store: KubeStore) -> None:
+        """The lab's stand-in for stopping or starting a node's kubelet (a real site does it
+        on the host: ``systemctl stop kubelet``): its heartbeats stop or resume."""
+        with store.cond:
+            store.get("nodes", None, node)
+            if reporting:
+                store.heartbeat.pop(node, None)
+            else:
+                store.heartbeat[node] = None
+        self._send(200, status(200, "", f"kubelet on {node} "
+                               f"{'reporting' if reporting else 'stopped'}"))
+
     def _patch(self, res: str, old: Obj, store: KubeStore) -> Obj:
         kind = (self.headers.get("Content-Type") or "").split(";")[0]
         body = self._body()
@@ -195,7 +210,8 @@ class _Handler(BaseHTTPRequestHandler):
             new = json_patch(old, body)
             expect = None
         elif kind in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
-            new = merge_patch(old, body)
+            new = (merge_patch(old, body) if kind == "application/merge-patch+json"
+                   else strategic_merge(old, body))
             expect = (body.get("metadata") or {}).get("resourceVersion")
             new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         else:
@@ -303,7 +319,9 @@ class KubeApi:
         self.store = store or KubeStore()
         self.token = token or secrets.token_hex(16)
         self.tick_s = tick_s
+        #: every request as (verb, path with query): the RBAC test maps them to verbs
         self.calls: list[tuple[str, str]] = []
+        self.proxies: dict[str, ServiceProxy] = {}
         #: every body served (path, JSON), watch events included: the contract tests check them
         self.responses: list[tuple[str, Obj]] = []
         self.stopping = threading.Event()
@@ -316,11 +334,31 @@ class KubeApi:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
     def start(self) -> KubeApi:
-        for fn in (self.httpd.serve_forever, self._controllers):
+        for fn in (lambda: self.httpd.serve_forever(poll_interval=0.05), self._controllers):
             t = threading.Thread(target=fn, daemon=True)
             t.start()
             self._threads.append(t)
+        self.expose()
         return self
+
+    def expose(self) -> None:
+        """A proxy for every LoadBalancer Service not yet served (the lab's MetalLB and
+        kube-proxy, :class:`lab.kubeservice.ServiceProxy`)."""
+        with self.store.cond:
+            services = list(self.store.objects.get("services", {}).values())
+        for svc in services:
+            meta, spec = svc["metadata"], svc["spec"]
+            key = f"{meta['namespace']}/{meta['name']}"
+            if spec.get("type") != "LoadBalancer" or key in self.proxies:
+                continue
+            self.proxies[key] = ServiceProxy(meta["namespace"], meta["name"],
+                                             int(spec["ports"][0]["port"]),
+                                             self._read_service).start()
+
+    def _read_service(self, ns: str, name: str) -> tuple[Obj | None, Obj | None]:
+        with self.store.cond:
+            return (self.store.objects.get("services", {}).get(f"{ns}/{name}"),
+                    self.store.objects.get("endpoints", {}).get(f"{ns}/{name}"))
 
     def _controllers(self) -> None:
         while not self.stopping.wait(self.tick_s):
@@ -330,6 +368,8 @@ class KubeApi:
         self.stopping.set()
         with self.store.cond:
             self.store.cond.notify_all()
+        for proxy in self.proxies.values():
+            proxy.stop()
         self.httpd.shutdown()
         self.httpd.server_close()
         for t in self._threads:
@@ -347,49 +387,54 @@ class KubeApi:
         return path
 
 
-def seed_fleet(store: KubeStore, *, gpu_nodes: int = 3, replicas: int = 2,
-               namespace: str = "inference", name: str = "lab-mlp") -> None:
-    """A small GPU fleet: ``gpu_nodes`` nodes with one GPU each, a CPU node, the predictor
-    Deployment of InferenceService ``name`` (one GPU per replica) and a budget of one."""
-    with store.cond:
-        for i in range(gpu_nodes + 1):
-            gpu = i < gpu_nodes
-            node = f"gpu-{i}" if gpu else "cpu-0"
-            store.create("nodes", {
-                "apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node,
-                                                      **({"drillbook.io/gpu": "true"}
-                                                         if gpu else {})}},
-                "spec": {},
-                "status": {"allocatable": {"cpu": "8", "memory": "32Gi",
-                                           "nvidia.com/gpu": "1" if gpu else "0"},
-                           "capacity": {"cpu": "8", "memory": "32Gi",
-                                        "nvidia.com/gpu": "1" if gpu else "0"},
-                           "conditions": [{"type": "Ready", "status": "True",
-                                           "reason": "KubeletReady"}]}})
-        labels = {"app": name, "serving.kserve.io/inferenceservice": name}
-        store.create("deployments", {
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": f"{name}-predictor", "namespace": namespace, "labels": labels},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [{
-                         "name": "kserve-container", "image": "drillbook/lab-mlp:lab",
-                         "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}}})
-        store.create("poddisruptionbudgets", {
-            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-            "metadata": {"name": f"{name}-pdb", "namespace": namespace},
-            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}})
-        store.create("inferenceservices", {
-            "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"predictor": {"model": {"modelFormat": {"name": "safetensors"}}}}})
+def serve(config_path: Path) -> None:
+    """``lab up``'s API server: pods are lab.node processes (see :mod:`lab.kubelab`)."""
+    import signal
+
+    from lab.kuberuntime import ProcessRuntime, RuntimeConfig
+
+    c = json.loads(config_path.read_text())
+    runtime = ProcessRuntime(RuntimeConfig(
+        endpoint=c["endpoint"], bucket=c["bucket"], region=c["region"],
+        access_key=c["access_key"], secret_key=c["secret_key"], directory=Path(c["directory"])))
+    api = KubeApi(KubeStore(runtime=runtime, notready_after_s=2.0, toleration_s=5,
+                            evict_grace_s=0.2))
+    model = {"MODEL_PREFIX": c["prefix"], "MODEL_NAME": c["model"],
+             "DEVICE_MS": str(c["device_ms"])}
+    fallback = {"MODEL_PREFIX": c["fallback_prefix"], "MODEL_NAME": c["fallback_model"],
+                "SERVE_AS": c["model"], "DEVICE_MS": str(c["fallback_device_ms"])}
+    # three replicas on four GPU nodes: as much serving capacity per user as the process
+    # fleet has (three replicas), with one node spare so that losing one keeps capacity
+    seed_fleet(api.store, gpu_nodes=4, replicas=3, service_port=int(c["service_port"]),
+               model=model, fallback_model=fallback)
+    api.start()
+    api.write_kubeconfig(Path(c["kubeconfig"]))
+    signal.signal(signal.SIGTERM, lambda *_: api.stopping.set())
+    print(f"serving the lab Kubernetes API on {api.url}", flush=True)
+    try:
+        api.stopping.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        api.stop()
+        runtime.close()
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m lab.kubeapi", description=__doc__.split("\n")[0])
+    ap.add_argument("mode", nargs="?", choices=("seeded", "serve"), default="seeded",
+                    help="seeded: a small fleet without containers; serve: lab up's cluster")
     ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--kubeconfig", type=Path, required=True)
+    ap.add_argument("--kubeconfig", type=Path)
+    ap.add_argument("--config", type=Path, help="serve: the JSON config lab up writes")
     args = ap.parse_args(argv)
+    if args.mode == "serve":
+        if args.config is None:
+            ap.error("serve needs --config")
+        serve(args.config)
+        return
+    if args.kubeconfig is None:
+        ap.error("--kubeconfig is required")
     api = KubeApi(port=args.port)
     seed_fleet(api.store)
     api.start()

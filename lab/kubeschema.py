@@ -19,11 +19,13 @@ MODELS = {
     "nodes": "V1Node", "pods": "V1Pod", "deployments": "V1Deployment",
     "statefulsets": "V1StatefulSet", "leases": "V1Lease",
     "poddisruptionbudgets": "V1PodDisruptionBudget", "scale": "V1Scale",
-    "eviction": "V1Eviction", "status": "V1Status",
+    "eviction": "V1Eviction", "status": "V1Status", "services": "V1Service",
+    "endpoints": "V1Endpoints",
 }
 LISTS = {"nodes": "V1NodeList", "pods": "V1PodList", "deployments": "V1DeploymentList",
          "statefulsets": "V1StatefulSetList", "leases": "V1LeaseList",
-         "poddisruptionbudgets": "V1PodDisruptionBudgetList"}
+         "poddisruptionbudgets": "V1PodDisruptionBudgetList", "services": "V1ServiceList",
+         "endpoints": "V1EndpointsList"}
 _ISVC_TOP = {"apiVersion", "kind", "metadata", "spec", "status"}
 _ISVC_CONDITION = {"type", "status", "reason", "message", "lastTransitionTime", "severity"}
 

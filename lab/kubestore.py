@@ -17,94 +17,62 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
+from lab.kubeerrors import ApiError
+from lab.kubepatch import match_fields, match_labels
 from lab.kubeschema import validate
+from lab.kubeservice import POD_PORT, endpoints_for
 
 Obj = dict[str, Any]
 GPU = "nvidia.com/gpu"
+KINDS = {"nodes": ("v1", "Node"), "pods": ("v1", "Pod"), "services": ("v1", "Service"),
+         "endpoints": ("v1", "Endpoints"), "deployments": ("apps/v1", "Deployment"),
+         "statefulsets": ("apps/v1", "StatefulSet"),
+         "poddisruptionbudgets": ("policy/v1", "PodDisruptionBudget"),
+         "leases": ("coordination.k8s.io/v1", "Lease"),
+         "inferenceservices": ("serving.kserve.io/v1beta1", "InferenceService")}
+#: the node lifecycle controller's taints (and the tolerations DefaultTolerationSeconds adds)
+UNREACHABLE = "node.kubernetes.io/unreachable"
+NOT_READY = "node.kubernetes.io/not-ready"
 
 
-class ApiError(Exception):
-    """Becomes a Status object with this HTTP code."""
+class PodRuntime(Protocol):
+    """What the lab's kubelet runs a bound pod with: nothing (a delay) or a real process."""
 
-    def __init__(self, code: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.reason, self.message = code, reason, message
+    def start(self, key: str, pod: Obj) -> int | None:
+        """Start the pod's container; the port it serves on (None: it serves nothing)."""
+        ...
+
+    def ready(self, key: str) -> bool:
+        """The readiness probe's answer now."""
+        ...
+
+    def stop(self, key: str) -> None: ...
+
+
+class DelayRuntime:
+    """No container: a pod turns Ready a fixed delay after it starts."""
+
+    def __init__(self, delay_s: float, clock: Callable[[], float]) -> None:
+        self.delay_s, self.clock = delay_s, clock
+        self.started: dict[str, float] = {}
+
+    def start(self, key: str, pod: Obj) -> int | None:
+        self.started[key] = self.clock()
+        return None
+
+    def ready(self, key: str) -> bool:
+        return key in self.started and self.clock() - self.started[key] >= self.delay_s
+
+    def stop(self, key: str) -> None:
+        self.started.pop(key, None)
 
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch (strategic merge patches are applied the same way)."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = merge_patch(out.get(k), v)
-    return out
-
-
-def json_patch(doc: Obj, ops: list[Obj]) -> Obj:
-    """RFC 6902 add/remove/replace/test."""
-    doc = copy.deepcopy(doc)
-    for op in ops:
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
-        parent: Any = doc
-        for p in parts[:-1]:
-            parent = parent[int(p)] if isinstance(parent, list) else parent[p]
-        last = parts[-1]
-        kind = op["op"]
-        if kind == "test":
-            cur = parent[int(last)] if isinstance(parent, list) else parent.get(last)
-            if cur != op["value"]:
-                raise ApiError(422, "Invalid", f"test failed at {op['path']}")
-        elif kind == "remove":
-            del parent[int(last) if isinstance(parent, list) else last]
-        elif isinstance(parent, list):
-            idx = len(parent) if last == "-" else int(last)
-            if kind == "add":
-                parent.insert(idx, op["value"])
-            else:
-                parent[idx] = op["value"]
-        else:
-            parent[last] = op["value"]
-    return doc
-
-
-def match_labels(labels: dict[str, str], selector: str | None) -> bool:
-    for term in filter(None, (selector or "").split(",")):
-        if "!=" in term:
-            k, v = term.split("!=", 1)
-            if labels.get(k.strip()) == v.strip():
-                return False
-        elif "=" in term:
-            k, v = term.replace("==", "=").split("=", 1)
-            if labels.get(k.strip()) != v.strip():
-                return False
-        elif term.startswith("!"):
-            if term[1:].strip() in labels:
-                return False
-        elif term.strip() not in labels:
-            return False
-    return True
-
-
-def match_fields(obj: Obj, selector: str | None) -> bool:
-    for term in filter(None, (selector or "").split(",")):
-        k, v = term.replace("==", "=").split("=", 1)
-        cur: Any = obj
-        for part in k.split("."):
-            cur = cur.get(part) if isinstance(cur, dict) else None
-        if (cur or "") != v:
-            return False
-    return True
 
 
 def _gpus(pod: Obj) -> int:
@@ -135,7 +103,9 @@ class KubeStore:
     """Every object of the lab cluster, keyed by resource then ``namespace/name``."""
 
     def __init__(self, *, ready_delay_s: float = 0.3, evict_grace_s: float = 0.1,
-                 notready_after_s: float = 1.0, history: int = 2000) -> None:
+                 notready_after_s: float = 1.0, toleration_s: int = 2, history: int = 2000,
+                 runtime: PodRuntime | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.cond = threading.Condition()
         self.rv = 1
         self.objects: dict[str, dict[str, Obj]] = {}
@@ -143,10 +113,17 @@ class KubeStore:
         self.oldest_rv = 1
         self.ready_delay_s, self.evict_grace_s = ready_delay_s, evict_grace_s
         self.notready_after_s = notready_after_s
-        #: node name -> monotonic time of its last heartbeat (None: heartbeats stopped)
+        #: the tolerationSeconds DefaultTolerationSeconds gives new pods for not-ready and
+        #: unreachable (300 on a real cluster; short in the lab)
+        self.toleration_s = toleration_s
+        self.clock = clock
+        self.runtime: PodRuntime = runtime or DelayRuntime(ready_delay_s, clock)
+        #: node name -> time of its last heartbeat (None: its kubelet stopped reporting)
         self.heartbeat: dict[str, float | None] = {}
         self._bound_at: dict[str, float] = {}
         self._deleting_at: dict[str, float] = {}
+        #: (node, taint key) -> when the taint manager first saw that NoExecute taint
+        self._taint_at: dict[tuple[str, str], float] = {}
 
     # -- primitives (caller holds the lock) --------------------------------------------------
 
@@ -194,6 +171,10 @@ class KubeStore:
         if _key(obj) in self.objects.get(resource, {}):
             raise ApiError(409, "AlreadyExists", f'{resource} "{meta["name"]}" already exists')
         meta.update(uid=secrets.token_hex(16), creationTimestamp=now_iso())
+        if resource in KINDS:  # the API server serves every object with its kind
+            obj["apiVersion"], obj["kind"] = KINDS[resource]
+        if resource == "pods":
+            self._default_tolerations(obj)
         if resource in ("deployments", "statefulsets"):
             meta["generation"] = 1
         return self._store(resource, obj, "ADDED")
@@ -230,11 +211,20 @@ class KubeStore:
         self._emit(resource, "DELETED", obj)
         return obj
 
+    def _default_tolerations(self, pod: Obj) -> None:
+        """What the DefaultTolerationSeconds admission plugin adds to every pod."""
+        tols = pod.setdefault("spec", {}).setdefault("tolerations", [])
+        for key in (NOT_READY, UNREACHABLE):
+            if not any(t.get("key") == key and t.get("effect") in (None, "NoExecute")
+                       for t in tols):
+                tols.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                             "tolerationSeconds": self.toleration_s})
+
     def _mark_deleting(self, pod: Obj) -> None:
         pod = copy.deepcopy(pod)
         pod["metadata"]["deletionTimestamp"] = now_iso()
         pod["metadata"]["deletionGracePeriodSeconds"] = 0
-        self._deleting_at[_key(pod)] = time.monotonic()
+        self._deleting_at[_key(pod)] = self.clock()
         self.replace("pods", pod)
 
     # -- eviction (policy/v1) ---------------------------------------------------------------
@@ -254,9 +244,9 @@ class KubeStore:
 
     def reconcile(self) -> None:
         with self.cond:
-            t = time.monotonic()
+            t = self.clock()
             self._node_lifecycle(t)
-            self._taint_manager()
+            self._taint_manager(t)
             self._finish_deletions(t)
             for d in list(self.objects.get("deployments", {}).values()):
                 self._deployment(d)
@@ -268,39 +258,91 @@ class KubeStore:
                 self._pdb_status(pdb)
             for isvc in list(self.objects.get("inferenceservices", {}).values()):
                 self._isvc_status(isvc)
+            for svc in list(self.objects.get("services", {}).values()):
+                self._endpoints(svc)
 
     def _node_lifecycle(self, t: float) -> None:
+        """The node lifecycle controller: a node whose kubelet missed its heartbeats for
+        ``notready_after_s`` turns Ready=Unknown, gets the unreachable NoSchedule and
+        NoExecute taints, and its pods are marked not Ready (so they leave the endpoints);
+        when it reports again, the condition and the taints go."""
         for node in list(self.objects.get("nodes", {}).values()):
-            beat = self.heartbeat.get(node["metadata"]["name"], t)
+            name = node["metadata"]["name"]
+            beat = self.heartbeat.get(name, t)
             ok = beat is not None and t - beat < self.notready_after_s
-            if ok != _ready(node):
-                n = copy.deepcopy(node)
-                n["status"]["conditions"] = [c for c in n["status"]["conditions"]
-                                             if c["type"] != "Ready"] + [{
-                    "type": "Ready", "status": "True" if ok else "Unknown",
-                    "reason": "KubeletReady" if ok else "NodeStatusUnknown",
-                    "message": "kubelet is posting ready status" if ok else
-                    "Kubelet stopped posting node status.",
-                    "lastHeartbeatTime": now_iso(), "lastTransitionTime": now_iso()}]
-                self.replace("nodes", n)
-
-    def _taint_manager(self) -> None:
-        nodes = self.objects.get("nodes", {})
-        for pod in list(self.objects.get("pods", {}).values()):
-            node = nodes.get(pod["spec"].get("nodeName") or "")
-            if node is None or pod["metadata"].get("deletionTimestamp"):
+            if ok == _ready(node) and ok == (not _has_taint(node, UNREACHABLE)):
                 continue
-            taints = [x for x in node["spec"].get("taints") or [] if x["effect"] == "NoExecute"]
-            if not _ready(node):
-                taints.append({"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"})
-            if any(not _tolerates(pod, x) for x in taints):
+            n = copy.deepcopy(node)
+            n["status"]["conditions"] = [c for c in n["status"]["conditions"]
+                                         if c["type"] != "Ready"] + [{
+                "type": "Ready", "status": "True" if ok else "Unknown",
+                "reason": "KubeletReady" if ok else "NodeStatusUnknown",
+                "message": "kubelet is posting ready status" if ok else
+                "Kubelet stopped posting node status.",
+                "lastHeartbeatTime": now_iso(), "lastTransitionTime": now_iso()}]
+            taints = [x for x in n["spec"].get("taints") or [] if x["key"] != UNREACHABLE]
+            if not ok:
+                taints += [{"key": UNREACHABLE, "effect": e, "timeAdded": now_iso()}
+                           for e in ("NoSchedule", "NoExecute")]
+            if taints:
+                n["spec"]["taints"] = taints
+            else:
+                n["spec"].pop("taints", None)
+            self.replace("nodes", n)
+            if not ok:
+                for p in self.select("pods", None, None, f"spec.nodeName={name}"):
+                    self._set_pod_ready(p, False)
+
+    def _set_pod_ready(self, pod: Obj, ready: bool) -> None:
+        q = copy.deepcopy(pod)
+        value = "True" if ready else "False"
+        conds = q["status"].setdefault("conditions", [])
+        if not any(c["type"] == "Ready" for c in conds) and ready:
+            return
+        for c in conds:
+            if c["type"] in ("Ready", "ContainersReady") and c["status"] != value:
+                c.update(status=value, lastTransitionTime=now_iso())
+        self.replace("pods", q)
+
+    def _taint_manager(self, t: float) -> None:
+        """NoExecute taints: a pod that does not tolerate one is evicted at once; one that
+        tolerates it for tolerationSeconds is evicted when that time has passed."""
+        nodes = self.objects.get("nodes", {})
+        seen: set[tuple[str, str]] = set()
+        for node_name, n in nodes.items():
+            for x in n["spec"].get("taints") or []:
+                if x["effect"] == "NoExecute":
+                    seen.add((node_name, x["key"]))
+                    self._taint_at.setdefault((node_name, x["key"]), t)
+        for gone in set(self._taint_at) - seen:
+            del self._taint_at[gone]
+        for pod in list(self.objects.get("pods", {}).values()):
+            name = pod["spec"].get("nodeName") or ""
+            found = nodes.get(name)
+            if found is None or pod["metadata"].get("deletionTimestamp"):
+                continue
+            for x in found["spec"].get("taints") or []:
+                if x["effect"] != "NoExecute":
+                    continue
+                allowed = _tolerated_for(pod, x)
+                if allowed is not None and t - self._taint_at[(name, x["key"])] < allowed:
+                    continue
                 self._mark_deleting(pod)
+                break
 
     def _finish_deletions(self, t: float) -> None:
+        """A terminating pod goes once its kubelet confirms, after the grace period; on a node
+        whose kubelet stopped reporting it stays Terminating (as on a real cluster) until the
+        node reports again."""
         for key, since in list(self._deleting_at.items()):
+            pod = self.objects.get("pods", {}).get(key)
+            node = (pod or {}).get("spec", {}).get("nodeName")
+            if node and node in self.heartbeat and self.heartbeat[node] is None:
+                continue
             if t - since >= self.evict_grace_s:
                 del self._deleting_at[key]
                 self._bound_at.pop(key, None)
+                self.runtime.stop(key)
                 if key in self.objects.get("pods", {}):
                     obj = self.objects["pods"].pop(key)
                     self.rv += 1
@@ -343,8 +385,11 @@ class KubeStore:
                 free = int(node["status"].get("allocatable", {}).get(GPU, "0")) - used.get(name, 0)
                 blocked = [x for x in node["spec"].get("taints") or []
                            if x["effect"] in ("NoSchedule", "NoExecute") and not _tolerates(p, x)]
+                wanted = p["spec"].get("nodeSelector") or {}
+                labels = node["metadata"].get("labels") or {}
+                fits = all(labels.get(k) == v for k, v in wanted.items())
                 if (_ready(node) and not node["spec"].get("unschedulable") and not blocked
-                        and free >= _gpus(p)):
+                        and free >= _gpus(p) and fits):
                     q = copy.deepcopy(p)
                     q["spec"]["nodeName"] = name
                     q["status"]["conditions"] = [{"type": "PodScheduled", "status": "True",
@@ -355,22 +400,43 @@ class KubeStore:
                     break
 
     def _kubelet(self, t: float) -> None:
+        """Each reporting node's kubelet: start a bound pod's container, and mark the pod
+        Ready when its readiness probe (the runtime) says so."""
         for p in list(self.objects.get("pods", {}).values()):
             key = _key(p)
-            if key not in self._bound_at or p["metadata"].get("deletionTimestamp"):
+            node = p["spec"].get("nodeName")
+            if (key not in self._bound_at or p["metadata"].get("deletionTimestamp")
+                    or (node in self.heartbeat and self.heartbeat[node] is None)):
                 continue
             conds = {c["type"] for c in p["status"]["conditions"] if c["status"] == "True"}
-            if "Ready" in conds or t - self._bound_at[key] < self.ready_delay_s:
+            if "Ready" in conds:
+                continue
+            if p["status"].get("phase") == "Pending":
+                port = self.runtime.start(key, p)
+                q = copy.deepcopy(p)
+                q["status"].update(phase="Running", startTime=now_iso(), hostIP="127.0.0.1",
+                                   podIP="127.0.0.1", containerStatuses=[
+                    {"name": c["name"], "image": c.get("image", ""), "imageID": "",
+                     "ready": False, "restartCount": 0, "started": True,
+                     "state": {"running": {"startedAt": now_iso()}}}
+                    for c in q["spec"]["containers"]])
+                if port is not None:
+                    q["metadata"].setdefault("annotations", {})[POD_PORT] = str(port)
+                self.replace("pods", q)
+                continue
+            if not self.runtime.ready(key):
                 continue
             q = copy.deepcopy(p)
-            q["status"].update(phase="Running", startTime=now_iso(), containerStatuses=[
-                {"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": True,
-                 "restartCount": 0, "started": True,
-                 "state": {"running": {"startedAt": now_iso()}}}
-                for c in q["spec"]["containers"]])
+            for cs in q["status"].get("containerStatuses") or []:
+                cs["ready"] = True
+            q["status"]["conditions"] = [c for c in q["status"]["conditions"]
+                                         if c["type"] not in ("Ready", "ContainersReady")]
+            if not any(c["type"] == "Initialized" for c in q["status"]["conditions"]):
+                q["status"]["conditions"].append(
+                    {"type": "Initialized", "status": "True", "lastTransitionTime": now_iso()})
             q["status"]["conditions"] += [
                 {"type": k, "status": "True", "lastTransitionTime": now_iso()}
-                for k in ("Initialized", "ContainersReady", "Ready")]
+                for k in ("ContainersReady", "Ready")]
             self.replace("pods", q)
 
     def _deployment_status(self, d: Obj) -> None:
@@ -407,6 +473,16 @@ class KubeStore:
         if q["status"] != pdb.get("status"):
             self.replace("poddisruptionbudgets", q)
 
+    def _endpoints(self, svc: Obj) -> None:
+        want = endpoints_for(self.select("pods", svc["metadata"]["namespace"], None, None),
+                             svc)
+        meta = svc["metadata"]
+        have = self.objects.get("endpoints", {}).get(f"{meta['namespace']}/{meta['name']}")
+        if have is None:
+            self.create("endpoints", want)
+        elif have.get("subsets") != want["subsets"]:
+            self.replace("endpoints", {**have, "subsets": want["subsets"]})
+
     def _isvc_status(self, isvc: Obj) -> None:
         meta = isvc["metadata"]
         d = self.objects.get("deployments", {}).get(f"{meta['namespace']}/{meta['name']}"
@@ -419,6 +495,25 @@ class KubeStore:
                                        **({} if ok else {"reason": "PredictorNotReady"})}]}
         if q["status"] != isvc.get("status"):
             self.replace("inferenceservices", q)
+
+
+def _has_taint(node: Obj, key: str) -> bool:
+    return any(x["key"] == key for x in node["spec"].get("taints") or [])
+
+
+def _tolerated_for(pod: Obj, taint: Obj) -> float | None:
+    """How long the pod tolerates a NoExecute taint: None not at all, inf for ever."""
+    best: float | None = None
+    for t in pod["spec"].get("tolerations") or []:
+        if t.get("effect") not in (None, taint["effect"]):
+            continue
+        if not ((t.get("operator") == "Exists" and t.get("key") in (None, taint["key"]))
+                or (t.get("key") == taint["key"] and t.get("value") == taint.get("value"))):
+            continue
+        secs = t.get("tolerationSeconds")
+        span = float("inf") if secs is None else float(secs)
+        best = span if best is None else max(best, span)
+    return best
 
 
 def _key(obj: Obj) -> str:

@@ -150,8 +150,8 @@ class BackupJobDrill(Scenario):
         return self.ctx.adapters.rgw_admin(self.job_target.admin)
 
     @classmethod
-    def fits(cls, inventory: Inventory, asset: Asset) -> bool:
-        return has_job(inventory, "backup", asset)
+    def applies_to(cls, inventory: Inventory, asset: Asset) -> bool:
+        return super().applies_to(inventory, asset) and has_job(inventory, "backup", asset)
 
     def touches(self) -> list[Touch]:
         """The backup job (stopped, re-run) and what the fault changes on the admin target."""

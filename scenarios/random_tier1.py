@@ -1,26 +1,25 @@
 """The quarterly drill: a random Tier 1 asset, a scenario that fits it, end to end, seeded.
 
 ``drillbook drill --random-tier1 [--seed N]`` picks, with ``random.Random(seed)``, one Tier 1
-asset of the inventory, then one installed scenario (and variant) that applies to that asset's
-kind and tier and whose prerequisites the inventory provides (a backup or replication job where
-the scenario needs one). The seed and the candidates are recorded in the evidence
-(``sections["selection"]``), so the same seed on the same inventory replays the same drill.
+asset of the inventory, then one installed scenario (and variant) that applies to it by the one
+rule, :meth:`Scenario.applies_to` (kind, tier, and what the scenario adds: a backup or
+replication job where it needs one). The drill runs through the drill session like any other,
+so the inventory's parameters for that scenario apply. The seed and the candidates are recorded
+in the evidence (``sections["selection"]``), so the same seed on the same inventory replays the
+same drill.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from harness.errors import UsageError
-from harness.inventory import Asset, Inventory
+from harness.inventory import Inventory
 from harness.model import Evidence
-from harness.runner import DrillRequest, DrillResult, EvidenceSink, run_drill
 from harness.scenario import Scenario, discover
+from harness.session import DrillSession, SessionResult
 
 
 @dataclass(frozen=True)
@@ -31,12 +30,10 @@ class Selection:
     variant: str
     candidates: tuple[str, ...]
 
-
-def fits(cls: type[Scenario], inventory: Inventory, asset: Asset) -> bool:
-    if asset.kind not in cls.asset_kinds or asset.tier not in cls.tiers:
-        return False
-    check: Callable[[Inventory, Asset], bool] | None = getattr(cls, "fits", None)
-    return check is None or check(inventory, asset)
+    def record(self) -> dict[str, object]:
+        return {"mode": "random-tier1", "seed": self.seed, "asset": self.asset,
+                "scenario": self.scenario, "variant": self.variant,
+                "candidates": list(self.candidates)}
 
 
 def choose(inventory: Inventory, seed: int,
@@ -50,7 +47,7 @@ def choose(inventory: Inventory, seed: int,
     rng.shuffle(order)
     for asset_id in order:
         asset = inventory.assets[asset_id]
-        names = sorted(n for n, cls in found.items() if fits(cls, inventory, asset))
+        names = sorted(n for n, cls in found.items() if cls.applies_to(inventory, asset))
         if names:
             name = rng.choice(names)
             variant = rng.choice(found[name].variants)
@@ -58,26 +55,19 @@ def choose(inventory: Inventory, seed: int,
     raise UsageError("no installed scenario fits any Tier 1 asset of the inventory")
 
 
-def run_random_tier1(inventory: Inventory, evidence_root: Path, *, seed: int | None = None,
-                     progress: Callable[[str], None] = print,
-                     sink: EvidenceSink | None = None) -> tuple[Selection, DrillResult]:
-    """Pick and run the drill; ``sink`` (see run_drill) gets the evidence with the selection."""
+def run_random_tier1(session: DrillSession, *, seed: int | None = None,
+                     scenarios: dict[str, type[Scenario]] | None = None
+                     ) -> tuple[Selection, SessionResult]:
+    """Pick and run the drill through ``session``; its sink gets the evidence with the
+    selection recorded."""
     seed = secrets.randbelow(2**31) if seed is None else seed
-    found = discover()
-    sel = choose(inventory, seed, found)
-    progress(f"quarterly drill: seed {seed} picked {sel.scenario} ({sel.variant}) on {sel.asset} "
-             f"(fitting scenarios: {', '.join(sel.candidates)})")
+    found = scenarios if scenarios is not None else discover()
+    sel = choose(session.inventory, seed, found)
+    session.progress(f"quarterly drill: seed {seed} picked {sel.scenario} ({sel.variant}) on "
+                     f"{sel.asset} (fitting scenarios: {', '.join(sel.candidates)})")
 
     def with_selection(ev: Evidence) -> Evidence:
-        return ev.replace(sections={**ev.sections, "selection": {
-            "mode": "random-tier1", "seed": seed, "asset": sel.asset, "scenario": sel.scenario,
-            "variant": sel.variant, "candidates": list(sel.candidates)}})
+        return ev.replace(sections={**ev.sections, "selection": sel.record()})
 
-    def sink_with_selection(ev: Evidence, directory: Path) -> None:
-        if sink is not None:
-            sink(with_selection(ev), directory)
-
-    result = run_drill(inventory, DrillRequest(found[sel.scenario], sel.variant, sel.asset,
-                                               evidence_root), progress=progress,
-                       sink=sink_with_selection)
-    return sel, dataclasses.replace(result, evidence=with_selection(result.evidence))
+    plan = session.plan(found[sel.scenario], asset=sel.asset, variant=sel.variant)
+    return sel, session.run(plan, annotate=with_selection)

@@ -54,8 +54,8 @@ class ReplicationBreak(Scenario):
     _threads: list[threading.Thread]
 
     @classmethod
-    def fits(cls, inventory: Inventory, asset: Asset) -> bool:
-        return has_job(inventory, "replication", asset)
+    def applies_to(cls, inventory: Inventory, asset: Asset) -> bool:
+        return super().applies_to(inventory, asset) and has_job(inventory, "replication", asset)
 
     @property
     def job(self) -> Job:

@@ -22,6 +22,7 @@ from test_evidence import scripted
 
 import harness.gc
 import harness.recover
+import harness.session
 import lab.stack
 import scenarios.random_tier1
 from harness import cli
@@ -54,6 +55,7 @@ BAD: dict[Callable[[str], Any], list[str]] = {
     a.seconds: ["", "-1", "nan", "-inf", "x"],
     a.size: ["", "-5MiB", "infMiB", "nanGiB", "8XB", "0B", "100GiB", "1e400MiB"],
     a.any_path: ["", "\x1b"],
+    a.assignment: ["", "novalue", "=x", "a b=1", "k=", "k=\x1b"],
 }
 #: values any option might get: whatever they do, never a traceback nor an undocumented exit
 GENERIC = ["", "-", "--", "x", "-5", "0", "nan", "/etc/passwd", "/", "/nonexistent/x",
@@ -148,7 +150,7 @@ def with_value(argv: list[str], leaf: Leaf, action: argparse.Action, value: str)
 
 @pytest.fixture
 def stand_ins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, world: dict[str, Path]) -> None:
-    monkeypatch.setattr(cli, "run_drill", _reached)
+    monkeypatch.setattr(harness.session, "run_drill", _reached)
     monkeypatch.setattr(scenarios.random_tier1, "run_random_tier1", _reached)
     monkeypatch.setattr(lab.stack, "Lab", _reached)
     monkeypatch.setattr(harness.recover, "recover_all", _reached)

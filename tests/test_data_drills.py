@@ -18,6 +18,7 @@ from harness.runbook.object_state import VersionPlan
 from harness.runbook.restore_points import set_version_restore_point
 from harness.runner import DrillRequest, DrillResult, StepOverride, run_drill
 from harness.scenario import Scenario, get_scenario
+from harness.session import DrillSession, EvidenceWriter
 from harness.targets.inference import InferenceEndpoint
 from harness.targets.restic import read_credentials_file
 from harness.targets.rgwadmin import RgwAdmin
@@ -302,8 +303,8 @@ def test_random_tier1_is_seeded_and_recorded(inventory: Inventory, evidence_root
         cls = get_scenario(p.scenario)
         assert inventory.assets[p.asset].kind in cls.asset_kinds and p.variant in cls.variants
     seed = next(s for s in range(100) if choose(inventory, s).scenario == "dataset-version-loss")
-    sel, result = run_random_tier1(inventory, evidence_root, seed=seed)
-    write_evidence(result.evidence, result.directory)
+    session = DrillSession(inventory, evidence_root, sink=EvidenceWriter())
+    sel, result = run_random_tier1(session, seed=seed)
     ev = result.evidence
     assert ev.verdict is Verdict.PASS, ev.reasons
     assert ev.sections["selection"]["seed"] == seed

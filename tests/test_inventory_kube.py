@@ -73,3 +73,43 @@ def test_bad_kube_target_names_line_and_field(tmp_path: Path, old: str, new: str
 def test_unknown_kind_lists_kube(tmp_path: Path) -> None:
     with pytest.raises(InventoryError, match="kube"):
         load_inventory(write(tmp_path, INVENTORY.replace("kind: kube", "kind: k8s")))
+
+
+ASSETS = """\
+  frontend: {kind: inference, url: "http://127.0.0.1:9", model: m}
+assets:
+  - {id: svc, tier: 1, kind: kube-inference-service, cluster: gpu-cluster,
+     namespace: inference, deployment: p, served_by: frontend, golden: g.json,
+     fallback_deployment: p-cpu, fallback_golden: g.json}
+"""
+
+
+def with_service(tmp_path: Path, text: str = INVENTORY) -> str:
+    (tmp_path / "g.json").write_text('{"inputs": [], "outputs": []}')
+    head, _, tail = text.partition("assets:\n")
+    return head + ASSETS + tail.split("\n", 1)[1]
+
+
+def test_kind_kubernetes_with_kubelet_commands_and_a_served_workload(tmp_path: Path) -> None:
+    text = with_service(tmp_path, INVENTORY.replace("kind: kube\n", "kind: kubernetes\n").replace(
+        "    max_nodes: 2\n", "    max_nodes: 2\n    kubelet_stop: [ssh, '{node}', stop]\n"
+                             "    kubelet_start: [ssh, '{node}', start]\n"
+                             "    gpu_fault_condition: XidError\n"))
+    inv = load_inventory(write(tmp_path, text))
+    t = inv.kube("gpu-cluster")
+    assert t.kubelet_stop == ("ssh", "{node}", "stop") and t.gpu_fault_condition == "XidError"
+    w = inv.assets["svc"].workload
+    assert w is not None and w.served_by == "frontend" and w.fallback_deployment == "p-cpu"
+    assert w.golden == (tmp_path / "g.json").resolve()
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("    max_nodes: 2\n", "    max_nodes: 2\n    kubelet_stop: [ssh, x]\n", "kubelet_start"),
+    ("served_by: frontend", "served_by: store", "not an inference target"),
+    (", fallback_golden: g.json", "", "fallback_golden"),
+])
+def test_kube_service_mistakes_are_located(tmp_path: Path, old: str, new: str,
+                                           message: str) -> None:
+    text = with_service(tmp_path).replace(old, new)
+    with pytest.raises(InventoryError, match=message):
+        load_inventory(write(tmp_path, text))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kube_rbac import outside_role
 
 from harness.inventory import load_inventory
 from harness.model import Verdict
@@ -24,6 +26,8 @@ targets:
     context: drillbook-lab
     namespaces: [inference]
     max_nodes: 1
+    kubelet_stop: [PYTHON, -m, lab.kubelet, stop, --kubeconfig, kubeconfig, --node, "{node}"]
+    kubelet_start: [PYTHON, -m, lab.kubelet, start, --kubeconfig, kubeconfig, --node, "{node}"]
     drill_safe: true
 assets:
   - {id: lab-mlp-k8s, tier: 1, kind: kube-inference-service, cluster: gpu-cluster,
@@ -37,25 +41,27 @@ probe: {interval_s: 0.1, detect_timeout_s: 30, step_timeout_s: 60}
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[KubeApi, Path]]:
-    api = KubeApi(KubeStore(ready_delay_s=0.3))
+    api = KubeApi(KubeStore(ready_delay_s=0.3, notready_after_s=0.5, toleration_s=1))
     seed_fleet(api.store)
     api.start()
-    api.write_kubeconfig(tmp_path / "kubeconfig")
+    cfg = api.write_kubeconfig(tmp_path / "kubeconfig")
     inv = tmp_path / "inventory.yaml"
-    inv.write_text(INVENTORY)
+    inv.write_text(INVENTORY.replace("PYTHON", sys.executable).replace(
+        "--kubeconfig, kubeconfig", f"--kubeconfig, {cfg}"))
     try:
         yield api, inv
     finally:
         api.stop()
 
 
-def node_state(api: KubeApi) -> dict[str, tuple[object, object]]:
+def node_state(api: KubeApi) -> dict[str, tuple[object, ...]]:
     with api.store.cond:
-        return {name: (n["spec"].get("unschedulable"), n["spec"].get("taints"))
+        return {name: (n["spec"].get("unschedulable"), n["spec"].get("taints"),
+                       sorted((c["type"], c["status"]) for c in n["status"]["conditions"]))
                 for name, n in api.store.objects["nodes"].items()}
 
 
-@pytest.mark.parametrize("variant", ["drain", "noexecute"])
+@pytest.mark.parametrize("variant", ["drain", "noexecute", "notready", "gpu-fault"])
 def test_node_loss_passes_and_leaves_the_cluster_as_found(cluster: tuple[KubeApi, Path],
                                                           tmp_path: Path, variant: str) -> None:
     api, inv_path = cluster
@@ -65,11 +71,20 @@ def test_node_loss_passes_and_leaves_the_cluster_as_found(cluster: tuple[KubeApi
                        progress=lambda m: None)
     ev = result.evidence
     assert ev.verdict is Verdict.PASS, ev.reasons
-    pods = ev.sections["kube"]["pods"]
-    assert len(ev.sections["kube"]["lost"]) == 1 and pods
-    assert all(p["node"] != ev.sections["kube"]["node"] and p["ready_s"] is not None
-               and p["ready_s"] >= p["rescheduled_s"] for p in pods)
+    kube = ev.sections["kube"]
+    pods = kube["pods"]
+    assert len(kube["lost"]) == 1 and pods
+    assert all(p["node"] not in kube["nodes"] and p["ready_s"] is not None
+               and p["ready_s"] >= p["rescheduled_s"] > 0 for p in pods)
+    if variant == "notready":  # evicted only after the toleration time (1 s here)
+        assert min(kube["lost_s"].values()) >= 1.0
+    if variant == "gpu-fault":
+        assert kube["gpu_fault"]["simulated"] is True
+        assert "not broken" in kube["gpu_fault"]["note"]
+        assert next(s.name for s in ev.steps if s.phase.value == "runbook") == "cordon-and-evict"
     assert ev.reverted and node_state(api) == before
+    # least privilege: every call this drill made is allowed by deploy/rbac.yaml
+    assert len(api.calls) > 10 and outside_role(api.calls) == []
 
 
 def test_refused_when_the_other_gpus_cannot_hold_the_pods(cluster: tuple[KubeApi, Path],

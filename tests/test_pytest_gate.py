@@ -152,3 +152,69 @@ def test_pytest_html_rows_carry_verdict_rto_rpo_and_a_report_link(pytester: pyte
     assert re.search(r'<td>PASS <a href="\.\./ev/2[^"]+/report\.html">report</a></td>', text)
     assert re.search(r'<td>FAIL <a href="\.\./ev/2[^"]+/report\.html">', text)
     assert re.search(r"<td>\d+\.\d\d s / \d+\.\d\d s</td>", text)
+
+
+PARAM_TESTS = '''
+import pytest
+from typing import ClassVar
+from harness.params import Param
+from harness.model import RestorePoint, utc_now
+from harness.scenario import RunbookStep, Scenario
+
+
+class Tunable(Scenario):
+    name: ClassVar[str] = "tunable"
+    summary: ClassVar[str] = "tunable"
+    variants: ClassVar[tuple[str, ...]] = ("only",)
+    asset_kinds: ClassVar[tuple[str, ...]] = ("model-weights",)
+    params: ClassVar[tuple[Param, ...]] = (Param("shards", int, 1, maximum=4),)
+
+    def preflight(self): pass
+    def baseline(self): pass
+    def inject(self): pass
+    def detect(self): return True
+
+    def runbook(self):
+        def restore():
+            self.ctx.findings.restore_point = RestorePoint("t", "x", utc_now(), "here")
+            for i in range(self.ctx.params.as_int("shards")):
+                self.ctx.integrity(f"p/{i}.bin", "a" * 64, "a" * 64)
+        return [RunbookStep("restore", restore)]
+
+    def verify(self): pass
+    def revert(self): pass
+
+
+@pytest.fixture
+def drill_lease_resolver():
+    from harness.lease import MemoryResolver
+    return MemoryResolver()
+
+
+@pytest.mark.drill(scenario=Tunable, params={"shards": 3})
+def test_marker_params(drill):
+    assert drill.audit.scope.params == {"shards": 3}
+    assert len(drill.integrity) == 3
+
+
+@pytest.mark.drill(scenario=Tunable, params={"shards": 9})
+def test_bad_marker_params(drill):
+    pass
+
+
+@pytest.mark.drill(scenario=Tunable, asset="w", params={"colour": "red"})
+def test_unknown_marker_params(drill):
+    pass
+'''
+
+
+def test_marker_params_reach_the_scenario_and_bad_ones_error(pytester: pytest.Pytester,
+                                                             site: Path) -> None:
+    pytester.makepyfile(test_params=PARAM_TESTS)
+    result = pytester.runpytest_inprocess(f"--drill-inventory={site}",
+                                          f"--drill-evidence={pytester.path / 'ev'}", "-rE")
+    result.assert_outcomes(passed=1, errors=2)
+    out = result.stdout.str()
+    assert "marker: shards: 9 is above the maximum 4" in out
+    assert "has no parameter 'colour'" in out
+    assert len(list((pytester.path / "ev").glob("2*"))) == 1  # bad params ran nothing

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from harness import cli, history, lease
+from harness import cli, history, lease, session
 from harness.errors import StepFailed
 from harness.inventory import Inventory, load_inventory
 from harness.lease import MemoryResolver
@@ -339,7 +339,7 @@ def test_cli_run_exits_130_with_sealed_evidence(inventory: Inventory, tmp_path: 
                                                 capsys: pytest.CaptureFixture[str],
                                                 kill_at: str, line: str) -> None:
     cls = make(kill_at=kill_at)
-    monkeypatch.setattr(cli, "get_scenario", lambda name: cls)
+    monkeypatch.setattr(session, "get_scenario", lambda name: cls)
     # the test inventory's store does not exist: leases in memory, as for drill()
     monkeypatch.setattr(lease, "LeaseResolver", lambda *args: MemoryResolver())
     code = cli.main(["run", "fake-signals", "--inventory", str(inventory.path),

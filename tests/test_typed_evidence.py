@@ -218,8 +218,12 @@ def test_evidence_without_objectives_or_with_unknown_fields_is_refused() -> None
     doc = _load(SAMPLES[0])
     with pytest.raises(UsageError, match="no objectives list"):
         Evidence.from_json({k: v for k, v in doc.items() if k != "objectives"})
-    with pytest.raises(EvidenceFormatError, match="host_checks"):
-        Evidence.from_json({**doc, "host_checks": []})
+    with pytest.raises(EvidenceFormatError, match="written_by_mars"):
+        Evidence.from_json({**doc, "written_by_mars": []})
+    with pytest.raises(EvidenceFormatError, match=r"host_checks\[0\]\.phase"):
+        Evidence.from_json({**doc, "host_checks": [{"host": "h", "backend": "ssh",
+                                                    "phase": "lunch", "check": "c",
+                                                    "expected": "e", "found": "f", "ok": True}]})
     with pytest.raises(EvidenceFormatError, match=r"evidence\.tier: expected an integer"):
         Evidence.from_json({**doc, "tier": "1"})
     with pytest.raises(EvidenceFormatError, match=r"steps\[0\]\.start"):

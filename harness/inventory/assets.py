@@ -4,10 +4,13 @@ dumps, its restic repository or its replica on the same store."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from harness.inventory.drills import FIELD as DRILLS_FIELD
+from harness.inventory.drills import drills
 from harness.inventory.fields import Reader
 from harness.inventory.model import (
     ASSET_KINDS,
@@ -36,9 +39,12 @@ def assets(raw: Any, targets: dict[str, Target], file: Path, r: Reader) -> dict[
     out: dict[str, Asset] = {}
     for i, item in enumerate(raw):
         p: Path_ = ("assets", i)
-        m = r.mapping(item, p)
+        m = dict(r.mapping(item, p))
+        # every kind of asset may carry drill settings: read them here, the kind's own parser
+        # reads the rest
+        settings = drills(m.pop(DRILLS_FIELD, None), p, r)
         if m.get("kind") == KUBE_ASSET_KIND:
-            aid, tier, cluster, work = parse_kube_asset(m, p, targets, r)
+            aid, tier, cluster, work = parse_kube_asset(m, p, targets, r, file)
             a = Asset(aid, tier, KUBE_ASSET_KIND, cluster, "", "", "", None, None, None, None,
                       workload=work)
         elif m.get("kind") in DB_ASSET_KINDS:
@@ -47,7 +53,7 @@ def assets(raw: Any, targets: dict[str, Target], file: Path, r: Reader) -> dict[
             a = _asset(m, p, targets, file, r)
         if a.id in out:
             raise r.fail(p + ("id",), f"duplicate asset id {a.id!r}")
-        out[a.id] = a
+        out[a.id] = replace(a, drills=settings) if settings else a
     return out
 
 

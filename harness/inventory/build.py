@@ -10,13 +10,14 @@ from typing import Any
 from harness.inventory.assets import assets as read_assets
 from harness.inventory.assets import check_safety_bucket
 from harness.inventory.fields import Reader
+from harness.inventory.hosts import hosts as read_hosts
 from harness.inventory.model import Asset, EvidenceSettings, ExerciseSpec, Inventory
 from harness.inventory.source import Path_
 from harness.inventory.targets import targets as read_targets
 from harness.load import SLO, LoadSettings
 
 TOP_LEVEL = {"version", "site", "targets", "assets", "objectives", "guards", "probe", "slo",
-             "load", "exercise", "evidence"}
+             "load", "exercise", "evidence", "hosts"}
 DEFAULT_SAFETY_BUCKET = "drillbook-safety"
 
 
@@ -52,6 +53,7 @@ def build(file: Path, data: Any, r: Reader) -> Inventory:
         load=_load(top, r),
         exercise=_exercise(top, r),
         evidence=_evidence_settings(top, file, r),
+        hosts=read_hosts(top, set(targets), set(assets), r),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.hosts.spec import HostSpec
 from harness.inventory_kube import KubeTarget, KubeWorkload
 from harness.load import SLO, LoadSettings
 
@@ -162,6 +163,25 @@ Target = (S3Target | ResticTarget | InferenceTarget | PostgresTarget | MlflowTar
 
 
 @dataclass(frozen=True)
+class DrillParam:
+    """One scenario parameter an asset's ``drills:`` entry gives, with where it was written
+    (the scenario's declaration checks it only when that scenario runs)."""
+
+    name: str
+    value: str | int | float | bool
+    line: int
+    field: str
+
+
+@dataclass(frozen=True)
+class AssetDrill:
+    """An asset's settings for one scenario: ``drills: {scenario: {params: {...}}}``."""
+
+    scenario: str
+    params: tuple[DrillParam, ...] = ()
+
+
+@dataclass(frozen=True)
 class Asset:
     id: str
     tier: int
@@ -182,6 +202,11 @@ class Asset:
     nodes: tuple[str, ...] = ()
     fallback_golden: Path | None = None  # golden file of the degraded (fallback) model
     workload: KubeWorkload | None = None  # kube-inference-service assets (store: the cluster)
+    #: per-scenario settings (parameters) for drills of this asset
+    drills: tuple[AssetDrill, ...] = ()
+
+    def drill(self, scenario: str) -> AssetDrill | None:
+        return next((d for d in self.drills if d.scenario == scenario), None)
 
 
 @dataclass(frozen=True)
@@ -227,6 +252,8 @@ class Inventory:
     load: LoadSettings = field(default_factory=LoadSettings)
     exercise: ExerciseSpec = field(default_factory=ExerciseSpec)
     evidence: EvidenceSettings = field(default_factory=EvidenceSettings)
+    #: the machines behind the targets, and what to check on them (harness/hosts)
+    hosts: dict[str, HostSpec] = field(default_factory=dict)
 
     def objectives_for(self, asset: Asset) -> Targets:
         """RTO/RPO targets for an asset: its own override, else its tier's, and where they came from."""

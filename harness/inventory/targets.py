@@ -24,7 +24,7 @@ from harness.inventory.model import (
     kind_name,
 )
 from harness.inventory.source import Path_
-from harness.inventory_kube import KIND as KUBE_KIND
+from harness.inventory_kube import KINDS as KUBE_KINDS
 from harness.inventory_kube import parse_kube_target
 
 
@@ -95,9 +95,9 @@ def _target(name: str, m: dict[Any, Any], p: Path_, r: Reader) -> Target:
         return RgwAdminTarget(name, conf, safe, r.string(m, "binary", p, default="radosgw-admin"))
     if kind == "job":
         return _job(name, m, p, safe, r)
-    if kind == KUBE_KIND:
+    if kind in KUBE_KINDS:
         return parse_kube_target(name, m, p, safe, r.file, r)
-    kinds = ", ".join(TARGET_KINDS + DB_TARGET_KINDS + (KUBE_KIND,))
+    kinds = ", ".join(TARGET_KINDS + DB_TARGET_KINDS + KUBE_KINDS)
     raise r.fail(p + ("kind",), f"unknown target kind {kind!r} (one of: {kinds})")
 
 

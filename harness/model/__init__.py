@@ -47,7 +47,14 @@ from harness.model.base import (
 from harness.model.evidence import Evidence
 from harness.model.known_sections import InterruptionSection, LoadSection
 from harness.model.objectives import Objective, ObjectiveKind, ObjectiveResult, VerifiedRto
-from harness.model.records import Event, IntegrityCheck, StepRecord, TimelineEntry, event_by_name
+from harness.model.records import (
+    Event,
+    HostCheck,
+    IntegrityCheck,
+    StepRecord,
+    TimelineEntry,
+    event_by_name,
+)
 from harness.model.results import SloResult, SmokeResult
 from harness.model.rpo import (
     RESTORE_POINT_CLOCK_TOLERANCE_S,
@@ -81,7 +88,7 @@ __all__ = [
     "EVIDENCE_FORMAT", "EXIT_INTERRUPTED", "EXIT_USAGE", "RESTORE_POINT_CLOCK_TOLERANCE_S",
     "SECTION_TYPES", "SERVICE_RECOVERED", "AuditRecord", "BaselineFact", "CorrectiveAction",
     "Event", "Evidence", "EvidenceFormatError", "Exercise", "Finding", "GenericSection",
-    "IntegrityCheck", "InterruptionSection", "LoadSection", "Objective", "ObjectiveKind",
+    "HostCheck", "IntegrityCheck", "InterruptionSection", "LoadSection", "Objective", "ObjectiveKind",
     "ObjectiveResult", "Outcome", "Participant", "Phase", "RestorePoint", "RpoDefinition",
     "RpoError", "RpoMeasurement", "RtoDefinition", "RtoError", "RtoMeasurement",
     "RunbookVersion", "Scalar", "Scope", "ScopeAsset", "ScopeSystem", "Section", "SloResult",

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from harness.model.base import (
+    EvidenceFormatError,
     Scalar,
     iso,
     obj,
@@ -156,10 +157,17 @@ class Scope:
     systems: tuple[ScopeSystem, ...]
     assets: tuple[ScopeAsset, ...]
     blast_radius: str
+    #: the scenario's parameters the drill ran with (harness/params.py); absent when it has none
+    params: dict[str, str | int | float | bool] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"site": self.site, "systems": [s.to_json() for s in self.systems],
-                "assets": [a.to_json() for a in self.assets], "blast_radius": self.blast_radius}
+        out: dict[str, Any] = {"site": self.site,
+                               "systems": [s.to_json() for s in self.systems],
+                               "assets": [a.to_json() for a in self.assets],
+                               "blast_radius": self.blast_radius}
+        if self.params:
+            out["params"] = dict(self.params)
+        return out
 
     @classmethod
     def from_json(cls, doc: Any, where: str = "scope") -> Scope:
@@ -169,7 +177,17 @@ class Scope:
                          for i, s in enumerate(req(d, "systems", list, where))),
                    tuple(ScopeAsset.from_json(a, f"{where}.assets[{i}]")
                          for i, a in enumerate(req(d, "assets", list, where))),
-                   req(d, "blast_radius", str, where))
+                   req(d, "blast_radius", str, where),
+                   _params(d.get("params", {}), f"{where}.params"))
+
+
+def _params(doc: Any, where: str) -> dict[str, str | int | float | bool]:
+    d = obj(doc, where)
+    for name, value in d.items():
+        if not isinstance(value, str | int | float | bool):
+            raise EvidenceFormatError(f"{where}.{name}: a parameter is a string, number or "
+                                      "boolean")
+    return dict(d)
 
 
 @dataclass(frozen=True)

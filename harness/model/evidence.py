@@ -31,7 +31,7 @@ from harness.model.base import (
     str_map,
 )
 from harness.model.objectives import Objective, ObjectiveKind, ObjectiveResult, VerifiedRto
-from harness.model.records import IntegrityCheck, StepRecord, TimelineEntry
+from harness.model.records import HostCheck, IntegrityCheck, StepRecord, TimelineEntry
 from harness.model.results import SmokeResult
 from harness.model.rpo import RestorePoint
 from harness.model.sections import Section, section_from_json, sections_from_json
@@ -77,6 +77,9 @@ class Evidence:
     #: the verified RTO and the verification's duration; None only in evidence written before
     #: drillbook measured the service RTO (then ``rto`` is the verified figure)
     rto_verified: VerifiedRto | None = None
+    #: the host checks of preflight and verify (harness/hosts), each also an objective; absent
+    #: from the document when the drill's asset has no declared host
+    host_checks: tuple[HostCheck, ...] = ()
 
     def __post_init__(self) -> None:
         # the older scenario API hands in plain dicts: read them into their types once, here
@@ -117,6 +120,8 @@ class Evidence:
             "inventory": self.inventory,
             "versions": dict(self.versions),
             "sections": {name: s.to_json() for name, s in self.sections.items()},
+            **({"host_checks": [h.to_json() for h in self.host_checks]}
+               if self.host_checks else {}),
             **({} if self.audit is None else self.audit.to_json()),
         }
 
@@ -171,6 +176,8 @@ class Evidence:
             audit=AuditRecord.from_json(d) if "exercise" in d else None,
             rto_verified=None if verified is None else VerifiedRto.from_json(
                 obj(verified, "rto_verified")),
+            host_checks=tuple(HostCheck.from_json(obj(h, f"host_checks[{i}]"), f"host_checks[{i}]")
+                              for i, h in enumerate(d.get("host_checks") or [])),
         )
 
     def replace(self, **changes: Any) -> Evidence:
@@ -182,7 +189,7 @@ _KNOWN_KEYS = frozenset((
     "rto", "rto_verified", "rpo", "objectives", "rto_breakdown_s", "started_utc", "finished_utc",
     "timeline", "steps", "integrity", "restore_point", "smoke", "reverted", "inventory",
     "versions", "sections", "exercise", "runbook", "scope", "objectives_source", "baseline",
-    "deviations", "findings", "tool_versions", "environment"))
+    "deviations", "findings", "tool_versions", "environment", "host_checks"))
 
 
 def _seconds_map(value: object, where: str) -> dict[str, float]:

@@ -113,6 +113,33 @@ class IntegrityCheck:
 
 
 @dataclass(frozen=True)
+class HostCheck:
+    """One check of a host the drill depends on (harness/hosts): what was checked, what was
+    expected and what was found. ``ok`` is None when the check could not run. Never holds a key,
+    a password or a credential file's contents."""
+
+    host: str
+    backend: str
+    phase: Phase
+    check: str
+    expected: str
+    found: str
+    ok: bool | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"host": self.host, "backend": self.backend, "phase": self.phase.value,
+                "check": self.check, "expected": self.expected, "found": self.found,
+                "ok": self.ok}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any], where: str = "host_checks") -> HostCheck:
+        return cls(req(doc, "host", str, where), req(doc, "backend", str, where),
+                   enum_of(Phase, doc.get("phase"), f"{where}.phase"),
+                   req(doc, "check", str, where), req(doc, "expected", str, where),
+                   req(doc, "found", str, where), opt(doc, "ok", bool, where))
+
+
+@dataclass(frozen=True)
 class TimelineEntry:
     event: str
     utc: datetime

@@ -21,9 +21,10 @@ Errors are translated here, at the boundary (:meth:`KubeCluster._call`)::
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import urllib3.exceptions
@@ -35,6 +36,20 @@ from kubernetes.config.config_exception import ConfigException
 
 from harness.errors import GuardRefused, Inconclusive, TargetUnreachable
 from harness.inventory_kube import KubeTarget
+from harness.targets.kube_model import (
+    Condition,
+    DrainResult,
+    NodeInfo,
+    PodInfo,
+    RolloutStatus,
+    Taint,
+    node_info,
+    pod_info,
+    rollout_of,
+)
+
+__all__ = ["Condition", "DrainResult", "KubeCluster", "NodeInfo", "PodInfo", "RolloutStatus",
+           "Taint", "node_info", "pod_info", "rollout_of"]
 
 T = TypeVar("T")
 
@@ -43,6 +58,7 @@ k8s_config: Any = _k8s_config
 k8s_watch: Any = _k8s_watch
 
 MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 #: the taint drills put on a node; removed by key on revert
 DRILL_TAINT_KEY = "drillbook.io/drill"
 KSERVE = ("serving.kserve.io", "v1beta1", "inferenceservices")
@@ -66,120 +82,6 @@ class KubeTooManyRequests(Inconclusive):
 
 class KubeGone(Inconclusive):
     """A watch's resourceVersion is too old (410): list again and watch from there."""
-
-
-@dataclass(frozen=True)
-class Taint:
-    key: str
-    effect: str
-    value: str | None = None
-
-
-@dataclass(frozen=True)
-class Condition:
-    type: str
-    status: str
-    reason: str | None = None
-    message: str | None = None
-
-
-@dataclass(frozen=True)
-class NodeInfo:
-    name: str
-    gpus: int
-    unschedulable: bool
-    taints: tuple[Taint, ...]
-    conditions: dict[str, Condition]
-    labels: dict[str, str]
-
-    @property
-    def ready(self) -> bool:
-        c = self.conditions.get("Ready")
-        return c is not None and c.status == "True"
-
-    @property
-    def schedulable(self) -> bool:
-        """Ready, not cordoned, and no taint that keeps ordinary pods off."""
-        return self.ready and not self.unschedulable and not any(
-            t.effect in ("NoSchedule", "NoExecute") for t in self.taints)
-
-
-@dataclass(frozen=True)
-class PodInfo:
-    namespace: str
-    name: str
-    uid: str
-    node: str | None
-    phase: str
-    ready: bool
-    deleting: bool
-    owner_kind: str | None
-    owner_name: str | None
-    gpus: int
-    labels: dict[str, str]
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-
-@dataclass
-class DrainResult:
-    """What a drain did: pods evicted, pods a disruption budget kept (a finding), pods left
-    alone because no drain moves them (DaemonSet pods)."""
-
-    node: str
-    evicted: list[str] = field(default_factory=list)
-    blocked: dict[str, str] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
-    retries: int = 0
-
-    @property
-    def complete(self) -> bool:
-        return not self.blocked
-
-
-@dataclass(frozen=True)
-class RolloutStatus:
-    done: bool
-    message: str
-    replicas: int
-    updated: int
-    available: int
-
-
-def _gpus(resources: dict[str, str] | None, resource: str) -> int:
-    raw = (resources or {}).get(resource, "0")
-    try:
-        return int(raw)
-    except ValueError:
-        return 0
-
-
-def node_info(n: Any, gpu_resource: str) -> NodeInfo:
-    spec, status = n.spec, n.status
-    taints = tuple(Taint(t.key, t.effect, t.value) for t in (spec.taints or [])) if spec else ()
-    conds = {c.type: Condition(c.type, c.status, c.reason, c.message)
-             for c in ((status.conditions if status else None) or [])}
-    return NodeInfo(n.metadata.name, _gpus(status.allocatable if status else None, gpu_resource),
-                    bool(spec and spec.unschedulable), taints, conds,
-                    dict(n.metadata.labels or {}))
-
-
-def pod_info(p: Any, gpu_resource: str) -> PodInfo:
-    meta, spec, status = p.metadata, p.spec, p.status
-    owner = next((o for o in (meta.owner_references or []) if o.controller), None)
-    ready = any(c.type == "Ready" and c.status == "True"
-                for c in ((status.conditions if status else None) or []))
-    gpus = 0
-    for c in (spec.containers if spec else None) or []:
-        if c.resources is not None:
-            gpus += _gpus(c.resources.limits or c.resources.requests, gpu_resource)
-    return PodInfo(meta.namespace, meta.name, meta.uid or "", spec.node_name if spec else None,
-                   (status.phase if status else None) or "Unknown", ready,
-                   meta.deletion_timestamp is not None,
-                   owner.kind if owner else None, owner.name if owner else None, gpus,
-                   dict(meta.labels or {}))
 
 
 def _api_client(target: KubeTarget) -> Any:
@@ -348,6 +250,49 @@ class KubeCluster:
         self._edit_taints(name, lambda ts: [t for t in ts if t["key"] != key],
                           f"untaint {name} {key}")
 
+    def set_node_condition(self, name: str, cond: Condition) -> None:
+        """Write one condition into the node's status, as a node health monitor does (a
+        strategic merge patch: the other conditions, the kubelet's, are left alone)."""
+        entry: dict[str, Any] = {"type": cond.type, "status": cond.status,
+                                 "lastHeartbeatTime": _now(), "lastTransitionTime": _now()}
+        if cond.reason:
+            entry["reason"] = cond.reason
+        if cond.message:
+            entry["message"] = cond.message
+        self._call(f"set condition {cond.type} on {name}", lambda: self.core.patch_node_status(
+            name, {"status": {"conditions": [entry]}}, _content_type=STRATEGIC_PATCH,
+            _request_timeout=self.timeout))
+
+    def clear_node_condition(self, name: str, cond_type: str) -> None:
+        self._call(f"clear condition {cond_type} on {name}", lambda: self.core.patch_node_status(
+            name, {"status": {"conditions": [{"type": cond_type, "$patch": "delete"}]}},
+            _content_type=STRATEGIC_PATCH, _request_timeout=self.timeout))
+
+    def kubelet(self, node: str, *, running: bool, timeout_s: float = 60.0) -> None:
+        """Stop or start the node's kubelet with the inventory's command (the notready
+        variant): the node stops reporting, or reports again."""
+        template = self.target.kubelet_start if running else self.target.kubelet_stop
+        if not template:
+            raise Inconclusive(f"cluster {self.target.name}: the inventory gives no "
+                               f"kubelet_stop/kubelet_start command: cannot make a node stop "
+                               f"reporting")
+        argv = [part.replace("{node}", node) for part in template]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s,
+                                  check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise TargetUnreachable(f"{' '.join(argv)}: {exc}") from exc
+        if done.returncode != 0:
+            raise TargetUnreachable(f"{' '.join(argv)} exited {done.returncode}: "
+                                    f"{(done.stderr or done.stdout).strip()[-300:]}")
+
+    def ready_endpoints(self, namespace: str, service: str) -> int:
+        """How many ready addresses the Service's Endpoints list (what traffic can reach)."""
+        ep: Any = self._call(f"read endpoints {namespace}/{service}", lambda: (
+            self.core.read_namespaced_endpoints(service, namespace,
+                                                _request_timeout=self.timeout)))
+        return sum(len(s.addresses or []) for s in (ep.subsets or []))
+
     def delete_pod(self, namespace: str, name: str, grace_s: int | None = None) -> None:
         self._call(f"delete pod {namespace}/{name}", lambda: self.core.delete_namespaced_pod(
             name, namespace, grace_period_seconds=grace_s, _request_timeout=self.timeout))
@@ -487,25 +432,8 @@ class KubeCluster:
             timeout_s, field_selector=f"metadata.name={name}")
 
 
-def rollout_of(d: Any) -> RolloutStatus:
-    """kubectl's rollout-status rule for a Deployment."""
-    spec_n = int(d.spec.replicas if d.spec.replicas is not None else 1)
-    st = d.status
-    gen, observed = d.metadata.generation or 0, (st.observed_generation if st else 0) or 0
-    replicas = int((st.replicas if st else 0) or 0)
-    updated = int((st.updated_replicas if st else 0) or 0)
-    available = int((st.available_replicas if st else 0) or 0)
-    if observed < gen:
-        msg, ok = "waiting for the rollout spec update to be observed", False
-    elif updated < spec_n:
-        msg, ok = f"{updated} of {spec_n} updated replicas are available", False
-    elif replicas > updated:
-        msg, ok = f"{replicas - updated} old replicas are pending termination", False
-    elif available < updated:
-        msg, ok = f"{available} of {updated} updated replicas are available", False
-    else:
-        msg, ok = "successfully rolled out", True
-    return RolloutStatus(ok, msg, replicas, updated, available)
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _obj_key(o: Any) -> str:
