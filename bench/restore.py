@@ -3,7 +3,7 @@
 For one lab at one model size, in the same run, it measures:
 
 - drillbook: ``drillbook run artifact-deletion --variant purge`` (a subprocess); the RTO read from
-  the drill's ``evidence.json``, and the drill process's own peak RSS (``VmHWM`` from
+  the drill's ``evidence.json`` (the service RTO; the verified RTO is printed beside it), and the drill process's own peak RSS (``VmHWM`` from
   ``/proc/<pid>/status``, polled: restic and the other processes it starts are not counted);
 - naive: the script an operator would write: ``restic restore`` of the newest snapshot to a
   scratch directory, then each file uploaded with boto3 (``upload_file``, 8 threads, 16 MiB
@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if made:
             t = time.monotonic()
-            lab.up(progress=lambda m: print(m, flush=True))
+            # each step stamped with the time since start: where lab up spends its time
+            lab.up(progress=lambda m: print(f"[{time.monotonic() - t:6.1f}] {m}", flush=True))
             print(f"lab up at {lab.state.model_size // MiB} MiB in {time.monotonic() - t:.1f} s")
         elif lab.node_readiness() != "ready":
             raise SystemExit(f"the lab in {root} is not serving (node: {lab.node_readiness()}); "
@@ -197,8 +198,13 @@ def main(argv: list[str] | None = None) -> int:
             journal_text = journal.read_text()
         journal = root / "bench-last-journal.jsonl"
         journal.write_text(journal_text)
-        print(f"drillbook purge RTO: {rto:.2f} s (verdict {doc['verdict']}); where it went:")
+        verified = (doc.get("rto_verified") or {}).get("measured_s")
+        print(f"drillbook purge RTO: {rto:.2f} s (verdict {doc['verdict']}"
+              + (f"; verified RTO {float(verified):.2f} s" if verified is not None else "")
+              + "); where it went:")
         print("\n".join(where_the_time_goes(doc, journal)))
+        print(f"load average (1, 5, 15 min) at the end: "
+              f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
         print(f"restore: size={size_mib} drillbook={rto:.2f} naive={t_naive:.2f} "
               f"lower={t_lower:.2f} ratio_naive={rto / t_naive:.2f} peak_rss_mb={rss:.0f}")
     finally:

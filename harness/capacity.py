@@ -68,12 +68,19 @@ def require_room(inventory: Inventory, store: str, needed_bytes: int, what: str)
         raise Inconclusive(
             f"store {store} lacks room for the safety copy: {what} needs "
             f"{_gib(needed_bytes)} plus a reserve of {_gib(reserve)}, and {_gib(space.free_bytes)} "
-            f"is free ({space.source}); nothing was touched")
+            f"is free ({space.source}); nothing was touched (`drillbook gc` reclaims what "
+            f"earlier drills left: redundant safety copies, unfinished uploads, deleted data "
+            f"RGW has not collected yet)")
     return space
 
 
 def _gib(n: int) -> str:
     return f"{n / 1024**3:.2f} GiB"
+
+
+def admin_for_store(inventory: Inventory, store: str) -> RgwAdminTarget | None:
+    """The ``rgw-admin`` target of the gateway that serves the S3 target ``store``, if any."""
+    return _admin_for(inventory, inventory.s3(store).endpoint)
 
 
 def _admin_for(inventory: Inventory, endpoint: str) -> RgwAdminTarget | None:

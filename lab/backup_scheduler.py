@@ -6,7 +6,9 @@ Run as ``python -m lab.backup_scheduler --config CONFIG --job backup|replication
   directory and take one restic snapshot of them into the scheduled repository. Restore points
   therefore keep appearing while the lab runs, so a drill's RPO is measured against a real one.
 - ``replication``: every ``period_s`` seconds, copy every changed object of the configured
-  prefixes (server-side) into the replica bucket on the secondary site, and propagate deletions.
+  prefixes (server-side) into the replica bucket on the secondary site, and propagate deletions;
+  each key keeps its ``keep_noncurrent`` newest noncurrent versions (default 1), so the replica's
+  history is bounded as a lifecycle rule would bound it.
 
 Both read their S3 keys from an AWS-style credentials file at every run (a key rotation only has
 to rewrite that file), re-read the configuration at every run (a test can shorten the period),
@@ -232,12 +234,25 @@ def backup_once(cfg: dict[str, Any]) -> dict[str, Any]:
 # -- replication --------------------------------------------------------------------------------
 
 
+def expire_noncurrent(client: Any, bucket: str, key: str, keep: int) -> int:
+    """Remove the versions of ``key`` older than its ``keep`` newest noncurrent ones (what a
+    lifecycle rule with NewerNoncurrentVersions does on a real replica). Without it every purge
+    drill leaves one more full copy of the model in the replica (the copy the drill restored,
+    which the replica took while the replayed one has the same ETag), until the store is full."""
+    versions = client.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
+    mine = sorted((v for v in versions if v["Key"] == key and not v["IsLatest"]),
+                  key=lambda v: v["LastModified"], reverse=True)
+    for v in mine[keep:]:
+        client.delete_object(Bucket=bucket, Key=key, VersionId=v["VersionId"])
+    return max(0, len(mine) - keep)
+
+
 def replicate_once(cfg: dict[str, Any]) -> dict[str, Any]:
     job = cfg["replication"]
     status = Path(job["status_file"])
     with job_lock(status.with_suffix(".lock")):
         entry: dict[str, Any] = {"job": "replication", "started_utc": utc_now()}
-        copied = deleted = 0
+        copied = deleted = expired = 0
         state_path = status.with_suffix(".state.json")
         try:
             state: dict[str, str] = json.loads(state_path.read_text()) if \
@@ -256,13 +271,15 @@ def replicate_once(cfg: dict[str, Any]) -> dict[str, Any]:
                                        CopySource={"Bucket": bucket, "Key": key})
                     state[dest] = etag
                     copied += 1
+                    expired += expire_noncurrent(client, replica, dest,
+                                                 int(job.get("keep_noncurrent", 1)))
                 for dest in there:
                     if dest[len(bucket) + 1:] not in source:
                         client.delete_object(Bucket=replica, Key=dest)
                         state.pop(dest, None)
                         deleted += 1
             state_path.write_text(json.dumps(state))
-            entry.update(ok=True, error="", copied=copied, deleted=deleted)
+            entry.update(ok=True, error="", copied=copied, deleted=deleted, expired=expired)
         except Exception as exc:  # noqa: BLE001 - the replicator must outlive one bad run
             entry.update(ok=False, error=describe(exc), copied=copied, deleted=deleted)
         entry["ended_utc"] = utc_now()

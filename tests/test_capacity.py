@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.capacity import require_room, store_free_bytes
+from harness.capacity import admin_for_store, require_room, store_free_bytes
 from harness.errors import Inconclusive
 from harness.inventory import Inventory, load_inventory
 
@@ -120,5 +120,13 @@ def test_require_room_refuses_what_does_not_fit_with_the_reserve(
     monkeypatch.setenv("DRILLBOOK_STORE_RESERVE_BYTES", str(2 * GiB))
     inv = inventory(tmp_path)
     assert require_room(inv, "store", 28 * GiB, "a safety copy").free_bytes == 30 * GiB
-    with pytest.raises(Inconclusive, match="lacks room for the safety copy"):
+    with pytest.raises(Inconclusive, match="lacks room for the safety copy") as refused:
         require_room(inv, "store", 28 * GiB + 1, "a safety copy")
+    assert "drillbook gc" in str(refused.value)  # says how to make room
+
+
+def test_the_admin_target_of_a_store_is_the_one_whose_gateway_serves_it(tmp_path: Path) -> None:
+    inv = inventory(tmp_path)
+    admin = admin_for_store(inv, "store")
+    assert admin is not None and admin.name == "rgw-admin"
+    assert admin_for_store(inv, "other-store") is None  # port 9090: another gateway

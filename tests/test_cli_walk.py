@@ -20,6 +20,7 @@ import pytest
 from inventory_samples import dump, lab_like
 from test_evidence import scripted
 
+import harness.gc
 import harness.recover
 import harness.session
 import lab.stack
@@ -110,6 +111,7 @@ def baseline(leaf: Leaf, w: dict[str, Path]) -> list[str]:
         ("recover",): ["--inventory", str(w["inventory"]), "--evidence-dir", str(root / "ev"),
                        "--dry-run"],
         ("scenarios",): [],
+        ("gc",): ["--inventory", str(w["inventory"]), "--dry-run"],
     }
     return head + good[leaf.path]
 
@@ -152,6 +154,7 @@ def stand_ins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, world: dict[str, 
     monkeypatch.setattr(scenarios.random_tier1, "run_random_tier1", _reached)
     monkeypatch.setattr(lab.stack, "Lab", _reached)
     monkeypatch.setattr(harness.recover, "recover_all", _reached)
+    monkeypatch.setattr(harness.gc, "collect", _reached)
     monkeypatch.delenv("DRILLBOOK_SIGNING_KEY", raising=False)
     monkeypatch.delenv("DRILLBOOK_PUBLIC_KEY", raising=False)
     monkeypatch.setenv("DRILLBOOK_INVENTORY", str(world["inventory"]))

@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     return build_parser()
 
 
+def _cmd_gc(args: argparse.Namespace) -> int:
+    from harness.cli.drills import inventory_for
+    from harness.gc import cmd_gc
+    return cmd_gc(args, inventory_for(args))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
@@ -62,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands: dict[str, Callable[[argparse.Namespace], int]] = {
             "run": cmd_run, "scenarios": cmd_scenarios, "drill": cmd_drill,
             "inventory": cmd_inventory, "report": cmd_report, "keygen": cmd_keygen,
-            "verify": cmd_verify, "history": cmd_history, "recover": cmd_recover, "lab": cmd_lab}
+            "verify": cmd_verify, "history": cmd_history, "recover": cmd_recover, "lab": cmd_lab,
+            "gc": _cmd_gc}
         return commands[args.command](args)
     except (InventoryError, UsageError) as exc:
         err(str(exc))

@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--dry-run", action="store_true",
                      help="list the orphans and what would be restored; change nothing")
 
+    from harness.gc import add_parser as add_gc_parser  # the whole command lives in gc.py
+    add_gc_parser(sub)
+
     lab = sub.add_parser("lab", help="the embedded lab on 127.0.0.1",
                          description="The embedded lab: Ceph RGW, restic, an inference node, on "
                                      "127.0.0.1, rooted in --dir (default $DRILLBOOK_LAB_DIR or "

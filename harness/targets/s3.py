@@ -16,7 +16,9 @@ part upload on a busy store may take that long to be acknowledged) and is tried 
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import hashlib
+import io
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -74,19 +76,64 @@ MULTIPART_THRESHOLD = 8 * 1024 * 1024
 
 class PartBudget:
     """At most ``parts`` part buffers alive at once, across every upload that shares it: what
-    bounds a restore's memory, whatever the artifact's size."""
+    bounds a restore's memory, whatever the artifact's size.
+
+    :meth:`take` hands out a buffer and :meth:`give` takes it back. Buffers are reused, here and
+    by later budgets (up to :data:`SPARE_BUFFERS` idle ones are kept for the process): glibc
+    serves a freed 16 MiB block again from its heaps rather than returning it, so allocating a
+    fresh part each time grows the resident set well past ``parts`` parts over a drill."""
 
     def __init__(self, parts: int) -> None:
         if parts < 1:
             raise ValueError("a part budget needs at least one part")
         self.parts = parts
         self._sem = threading.BoundedSemaphore(parts)
+        self.made = 0  # buffers this budget had to allocate (the rest were reused)
 
     def acquire(self) -> None:
         self._sem.acquire()
 
     def release(self) -> None:
         self._sem.release()
+
+    def take(self, size: int) -> bytearray:
+        """A buffer of ``size`` bytes, once one of the ``parts`` units is free."""
+        self.acquire()
+        with _SPARES_LOCK:
+            for i, buf in enumerate(_SPARES):
+                if len(buf) == size:
+                    return _SPARES.pop(i)
+            self.made += 1
+        return bytearray(size)
+
+    def give(self, buf: bytearray) -> None:
+        with _SPARES_LOCK:
+            if len(_SPARES) < SPARE_BUFFERS:
+                _SPARES.append(buf)
+        self.release()
+
+
+def _big_blocks_outside_the_heaps() -> None:
+    """Fix glibc's mmap threshold at 4 MiB (Linux; a no-op elsewhere). By default glibc raises
+    the threshold to the size of any mmapped block freed, so once one 16 MiB part has been freed
+    every later block up to 16 MiB is carved from the per-thread heaps, which keep it resident
+    after it is freed: the drill's RSS then grows with the number of threads that ever held a
+    part or a read buffer, not with what is alive. A fixed threshold keeps part buffers mmapped
+    (returned to the system when freed) and small blocks in the heaps."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, 4 * 1024 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+_big_blocks_outside_the_heaps()
+
+#: idle part buffers kept for reuse by the whole process (6 x 16 MiB at most: the restore's
+#: default budget)
+SPARE_BUFFERS = 6
+_SPARES: list[bytearray] = []
+_SPARES_LOCK = threading.Lock()
 
 
 def read_part(stream: Readable, size: int) -> bytes:
@@ -103,6 +150,32 @@ def read_part(stream: Readable, size: int) -> bytes:
         chunks.append(more)
         got += len(more)
     return b"".join(chunks)
+
+
+#: reads of streams that cannot read into a buffer (botocore's StreamingBody) go by this much
+_COPY_CHUNK = 1024 * 1024
+
+
+def fill(stream: Readable, buf: bytearray) -> int:
+    """Fill ``buf`` from ``stream``; the byte count, short only at the end of the stream."""
+    view = memoryview(buf)
+    got = 0
+    readinto = getattr(stream, "readinto", None)
+    while got < len(buf):
+        if readinto is not None:
+            try:
+                n = readinto(view[got:])
+            except (NotImplementedError, io.UnsupportedOperation):
+                readinto = None  # an IOBase that only implements read()
+                continue
+        else:
+            block = stream.read(min(_COPY_CHUNK, len(buf) - got))
+            n = len(block)
+            view[got:got + n] = block
+        if not n:
+            break
+        got += n
+    return got
 
 
 @dataclass(frozen=True)
@@ -277,7 +350,9 @@ class S3Store:
             if self.is_missing(exc):
                 return None, 0
             raise
-        return self._call("read object", lambda: sha256_stream(body))
+        # 1 MiB reads: several of these run at once, and 8 MiB blocks freed and made again in
+        # each thread stay in glibc's per-thread heaps (resident) long after the drill needs them
+        return self._call("read object", lambda: sha256_stream(body, _COPY_CHUNK))
 
     def hash_objects(self, bucket: str,
                      keys: list[tuple[str, str | None]]) -> dict[str, tuple[str | None, int]]:
@@ -285,6 +360,35 @@ class S3Store:
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
             futures = {key: pool.submit(self.hash_object, bucket, key, vid) for key, vid in keys}
             return {key: f.result() for key, f in futures.items()}
+
+    def list_objects(self, bucket: str, prefix: str) -> list[tuple[str, int, datetime]]:
+        """(key, size, last modified) of every current object under prefix."""
+        def run() -> list[tuple[str, int, datetime]]:
+            out: list[tuple[str, int, datetime]] = []
+            for page in self._client.get_paginator("list_objects_v2").paginate(
+                    Bucket=bucket, Prefix=prefix):
+                out.extend((o["Key"], int(o.get("Size", 0)), o["LastModified"])
+                           for o in page.get("Contents", []))
+            return out
+        return self._call("list objects", run)
+
+    def list_uploads(self, bucket: str, prefix: str = "") -> list[tuple[str, str, datetime]]:
+        """(key, upload id, initiated) of every multipart upload begun and never completed or
+        aborted under prefix: their parts hold space that no object shows."""
+        def run() -> list[tuple[str, str, datetime]]:
+            out: list[tuple[str, str, datetime]] = []
+            for page in self._client.get_paginator("list_multipart_uploads").paginate(
+                    Bucket=bucket, Prefix=prefix):
+                out.extend((u["Key"], u["UploadId"], u["Initiated"])
+                           for u in page.get("Uploads", []))
+            return out
+        return self._call("list multipart uploads", run)
+
+    def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        """Abort an unfinished multipart upload: its parts are freed."""
+        self._may_write(bucket, key)
+        self._call("abort multipart upload", lambda: self._client.abort_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload_id))
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -321,20 +425,21 @@ class S3Store:
         fails is aborted, leaving no partial object."""
         self._may_write(bucket, key)
         h = hashlib.sha256()
-        budget.acquire()
+        buf = budget.take(part_size)
         try:
-            block = read_part(stream, part_size)
+            n = fill(stream, buf)
         except BaseException:
-            budget.release()
+            budget.give(buf)
             raise
-        h.update(block)
-        size = len(block)
+        h.update(memoryview(buf)[:n])
+        size = n
         if size < min(threshold, part_size):
             try:
+                body = bytes(memoryview(buf)[:n])
                 self._call("put object", lambda: self._client.put_object(
-                    Bucket=bucket, Key=key, Body=block))
+                    Bucket=bucket, Key=key, Body=body))
             finally:
-                budget.release()
+                budget.give(buf)
             return h.hexdigest(), size
         upload_id: str = self._call("create multipart upload", lambda: self._client
                                     .create_multipart_upload(Bucket=bucket, Key=key))["UploadId"]
@@ -342,20 +447,19 @@ class S3Store:
         try:
             number = 1
             while True:
-                sent.append(parts.submit(self._send_part, bucket, key, upload_id, number, block,
+                sent.append(parts.submit(self._send_part, bucket, key, upload_id, number, buf, n,
                                          budget))
-                del block  # the part is the pool's now: its buffer goes when it is sent
-                budget.acquire()
+                buf = budget.take(part_size)  # the sent buffer is the pool's until it is sent
                 try:
-                    block = read_part(stream, part_size)
+                    n = fill(stream, buf)
                 except BaseException:
-                    budget.release()
+                    budget.give(buf)
                     raise
-                if not block:
-                    budget.release()
+                if not n:
+                    budget.give(buf)
                     break
-                h.update(block)
-                size += len(block)
+                h.update(memoryview(buf)[:n])
+                size += n
                 number += 1
             done = [f.result() for f in sent]
             self._call("complete multipart upload", lambda: self._client
@@ -375,14 +479,16 @@ class S3Store:
             raise
         return h.hexdigest(), size
 
-    def _send_part(self, bucket: str, key: str, upload_id: str, number: int, data: bytes,
-                   budget: PartBudget) -> dict[str, Any]:
+    def _send_part(self, bucket: str, key: str, upload_id: str, number: int, buf: bytearray,
+                   n: int, budget: PartBudget) -> dict[str, Any]:
         try:
+            # a full part goes as the buffer itself (no copy); only a file's last part is copied
+            body: bytes | bytearray = buf if n == len(buf) else bytes(memoryview(buf)[:n])
             r = self._call("upload part", lambda: self._client.upload_part(
-                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data))
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body))
             return {"PartNumber": number, "ETag": r["ETag"]}
         finally:
-            budget.release()
+            budget.give(buf)
 
     def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
         self._may_write(bucket, key)
