@@ -15,61 +15,27 @@ fault (same SHA-256), and every file it lists is present with that SHA-256 and s
 
 from __future__ import annotations
 
-from functools import partial
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from harness.integrity import Manifest
-from harness.runbook import object_state, objects, serving
+from harness.runbook import object_state
+from harness.runbook.drills import ObjectRestoreDrill
 from harness.runbook.object_state import ObjectState, Source, content_addressed
-from harness.runbook.serving import ServingState
-from harness.scenario import RunbookStep, Scenario
-from scenarios.datadrills import record_loss
-
-if TYPE_CHECKING:
-    from harness.context import DrillContext
 
 
-class DatasetVersionLoss(Scenario):
+class DatasetVersionLoss(ObjectRestoreDrill):
     name: ClassVar[str] = "dataset-version-loss"
     summary: ClassVar[str] = "lose a pinned dataset version; restore it exactly, prove by manifest"
-    variants: ClassVar[tuple[str, ...]] = ("purge", "soft")
     asset_kinds: ClassVar[tuple[str, ...]] = ("dataset",)
     tiers: ClassVar[tuple[int, ...]] = (1, 2, 3)
-    destructive: ClassVar[bool] = True
     blast_radius: ClassVar[str] = ("the pinned version's manifest and every content-addressed "
                                    "file it pins")
 
-    def __init__(self, ctx: DrillContext) -> None:
-        super().__init__(ctx)
-        self.objects = ObjectState(Source.VERSIONS if ctx.variant == "soft" else Source.BACKUP,
-                                   key_of=content_addressed)
-        self.serving = ServingState()
-
-    def preflight(self) -> None:
-        objects.read_manifest(self.ctx, self.objects)
-        serving.preflight(self.ctx, self.serving)
-        objects.preflight(self.ctx, self.objects)
-
-    def baseline(self) -> None:
-        serving.record_reference(self.ctx, self.serving)
-        objects.take_safety_copy(self.ctx, self.objects)
-
-    def cleanup(self) -> None:
-        objects.discard_safety_copy(self.ctx, self.objects, "the drill ended before inject")
-
-    def inject(self) -> None:
-        objects.delete_objects(self.ctx, self.objects, every_version=self.ctx.variant == "purge")
-
-    def detect(self) -> bool:
-        return objects.objects_missing(self.ctx, self.objects)
-
-    def runbook(self) -> list[RunbookStep]:
-        return [*objects.restore_steps(self.ctx, self.objects, partial(record_loss, self.ctx)),
-                *serving.steps(self.ctx, self.serving)]
+    def new_object_state(self, source: Source) -> ObjectState:
+        return ObjectState(source, key_of=content_addressed)
 
     def verify(self) -> None:
-        objects.verify_stored(self.ctx, self.objects)
-        serving.verify_outputs(self.ctx, self.serving)
+        super().verify()
         self._verify_pinned()
 
     def _verify_pinned(self) -> None:
@@ -93,8 +59,3 @@ class DatasetVersionLoss(Scenario):
             "proven": same and files_ok == len(m.files)}
         if not same:
             self.ctx.fail(f"the restored version manifest is not the pinned one ({a.manifest_key})")
-
-    def revert(self) -> None:
-        if objects.put_back(self.ctx, self.objects):
-            serving.reload_if_needed(self.ctx, self.serving)
-            objects.discard_safety_copy(self.ctx, self.objects, "reverted")
