@@ -15,7 +15,7 @@ import pytest
 from harness.errors import InventoryError
 from harness.inventory import load_inventory
 from harness.lease import MemoryResolver
-from harness.model import HostCheck, Objective, SmokeResult, ObjectiveKind, Phase, Verdict
+from harness.model import HostCheck, Objective, ObjectiveKind, Phase, SmokeResult, Verdict
 from harness.runner import DrillRequest, run_drill
 from harness.verdict import Recorded, host_objective, judge
 from reports.junit import render_junit

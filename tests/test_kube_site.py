@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,11 +44,29 @@ probe: {interval_s: 0.1, detect_timeout_s: 30, step_timeout_s: 30}
 WITH_FALLBACK = ", fallback_deployment: lab-mlp-cpu, fallback_golden: golden-cpu.json"
 
 
+def steady(api: KubeApi, timeout_s: float = 20.0) -> None:
+    """Wait until every seeded pod is bound and Ready: a drill measures from a steady cluster
+    (on a busy host the kubelet stand-in may not have started the pods yet)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with api.store.cond:
+            pods = list(api.store.objects.get("pods", {}).values())
+            want = sum(d["spec"].get("replicas", 1)
+                       for d in api.store.objects.get("deployments", {}).values())
+        if want and len(pods) >= want and all(p["spec"].get("nodeName") and any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in p.get("status", {}).get("conditions", [])) for p in pods):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the seeded cluster did not become steady")
+
+
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[KubeApi]:
     api = KubeApi(KubeStore(ready_delay_s=0.2, notready_after_s=0.5, toleration_s=1))
     seed_fleet(api.store, service_port=free_port())
     api.start()
+    steady(api)
     api.write_kubeconfig(tmp_path / "kubeconfig")
     (tmp_path / "golden-cpu.json").write_text(json.dumps({"inputs": [[0.0]],
                                                           "outputs": [[0.0]]}))

@@ -61,7 +61,7 @@ def test_purge_restores_through_the_pipeline_and_proofs_are_cached(
     first = drill(inventory, evidence_root)
     assert first.evidence.verdict is Verdict.PASS, first.evidence.reasons
     (pulled,) = journal_events(first, "pull.transferred")
-    assert pulled["method"] == "dump" and pulled["files"] >= 3 and pulled["bytes"] > 0
+    assert pulled["method"] == "restore" and pulled["files"] >= 3 and pulled["bytes"] > 0
     (proven,) = journal_events(first, "restorable.proven")
     assert proven["proof"] in ("full-read", "snapshot-cache+sample1", "content-cache+sample1")
     # the same evidence root again: the snapshot's proof comes from the cache, one file re-read

@@ -108,6 +108,10 @@ class PartBudget:
 
     def give(self, buf: bytearray) -> None:
         with _SPARES_LOCK:
+            # keep spares of the size in use now: a stale size (an earlier upload's parts)
+            # would otherwise fill the list and make every later part a new allocation
+            while len(_SPARES) >= SPARE_BUFFERS and any(len(b) != len(buf) for b in _SPARES):
+                _SPARES.pop(next(i for i, b in enumerate(_SPARES) if len(b) != len(buf)))
             if len(_SPARES) < SPARE_BUFFERS:
                 _SPARES.append(buf)
         self.release()
