@@ -166,7 +166,15 @@ class KubeInferenceSiteLoss(Scenario):
         self.ctx.event("service.degraded", fallback=w.fallback_deployment)
 
     def rebuild(self) -> None:
-        assert self.faults is not None
+        assert self.faults is not None and self.state.watcher is not None
+        # rebuild once the control plane has given up on the lost nodes' pods, as after a real
+        # site loss: a NotReady node is detected (pods not Ready) before its pods are evicted,
+        # and healing it in between would drill a blip, not the loss of the site
+        want = self.state.found_replicas[self.work.deployment]
+        deadline = self.ctx.clock.mono() + self.ctx.inventory.step_timeout_s
+        while len(self.state.watcher.lost) < want and self.ctx.clock.mono() < deadline:
+            self.ctx.clock.sleep(0.05)
+        self.ctx.event("site.pods-lost", pods=len(self.state.watcher.lost), of=want)
         self.faults.heal(self.state.found_nodes)
         self.ctx.event("site.rebuilt", nodes=",".join(self.victims()))
 
