@@ -63,7 +63,7 @@ class CredentialExpiry(Scenario):
 
     @classmethod
     def applies_to(cls, inventory: Inventory, asset: Asset) -> bool:
-        return jobs.has_job(inventory, "backup", asset)
+        return super().applies_to(inventory, asset) and jobs.has_job(inventory, "backup", asset)
 
     @property
     def admin(self) -> jobs.RgwAdminAPI:

@@ -342,3 +342,15 @@ def test_generated_pytest_cases_follow_the_same_rule(monkeypatch: pytest.MonkeyP
     cases = {(spec.id, tier) for spec, tier in pytest_plugin.drill_cases(inventory)}
     assert cases == {("tunable-only-w", 1), ("tunable-other-w", 1), ("loose-only-w", 1),
                      ("loose-other-w", 1), ("loose-only-w2", 2), ("loose-other-w2", 2)}
+
+
+@pytest.mark.parametrize("name", ["credential-expiry", "storage-full", "replication-break"])
+def test_scenarios_with_their_own_rule_still_apply_the_kind_rule(name: str) -> None:
+    from types import SimpleNamespace
+
+    from harness.scenario import get_scenario
+
+    cls = get_scenario(name)
+    wrong_kind = SimpleNamespace(kind="no-such-kind", tier=1)
+    # the kind rule refuses before the scenario's own rule would look at the inventory
+    assert cls.applies_to(None, wrong_kind) is False  # type: ignore[arg-type]
