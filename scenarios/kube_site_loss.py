@@ -1,7 +1,8 @@
-"""Scenario ``kube-inference-site-loss``: every GPU node of a Kubernetes cluster is lost.
+"""Scenario ``inference-site-loss`` on a Kubernetes cluster: every GPU node is lost.
 
-This is ``inference-site-loss`` for a cluster (the process-fleet scenario of that name drives
-the lab's processes and HAProxy). Every GPU node is taken out at once (variant ``noexecute``: a
+The cluster implementation of ``inference-site-loss`` (entry point
+``inference-site-loss@kubernetes``, platform ``kubernetes``; the process-fleet one,
+scenarios/inference_site_loss.py, drives node processes and HAProxy). Every GPU node is taken out at once (variant ``noexecute``: a
 NoExecute taint on each, so their pods are evicted as from failed nodes; ``notready``: every
 kubelet stopped, evicted after the toleration time). The predictor's pods have nowhere to go:
 traffic must degrade to the CPU fallback (the asset's ``fallback_deployment``), then come back
@@ -34,9 +35,10 @@ from harness.targets.kube import KubeCluster
 
 
 class KubeInferenceSiteLoss(Scenario):
-    name: ClassVar[str] = "kube-inference-site-loss"
-    summary: ClassVar[str] = ("inference-site-loss on a Kubernetes cluster: every GPU node lost, "
-                              "traffic degrades to the CPU fallback, then comes back")
+    name: ClassVar[str] = "inference-site-loss"
+    platform: ClassVar[str] = rb.PLATFORM
+    summary: ClassVar[str] = ("lose every GPU node of a Kubernetes cluster; traffic degrades "
+                              "to the CPU fallback Deployment, then comes back")
     variants: ClassVar[tuple[str, ...]] = ("noexecute", "notready")
     asset_kinds: ClassVar[tuple[str, ...]] = (ASSET_KIND,)
     destructive: ClassVar[bool] = True

@@ -29,6 +29,8 @@ from harness.model import Scalar
 from harness.targets.kube import DRILL_TAINT_KEY, KubeCluster
 from harness.targets.kube_model import Condition, NodeInfo, Taint, pod_info
 
+#: the platform the kube scenarios implement their names for (harness/scenario.py resolve)
+PLATFORM = "kubernetes"
 NODE_VARIANTS = ("drain", "noexecute", "notready", "gpu-fault")
 #: the message a gpu-fault drill writes into the condition: the evidence must not be mistaken
 #: for a broken GPU, and neither must the cluster's own view of the node
