@@ -37,6 +37,7 @@ from harness.inventory_kube import ASSET_KIND, KubeWorkload
 from harness.model import RestorePoint
 from harness.runbook import kube as rb
 from harness.runbook.kube_load import ServiceLoad
+from harness.runbook.kube_recover import record_found_state
 from harness.scenario import RunbookStep, Scenario
 from harness.targets.kube import KubeCluster
 
@@ -109,6 +110,9 @@ class KubeGpuNodeLoss(Scenario):
         node = self.state.found_nodes[self.victim]
         self.ctx.event("baseline.kube", node=node.name, replicas=replicas,
                        unschedulable=node.unschedulable, taints=len(node.taints))
+        # before the fault: a drill killed mid-fault leaves `drillbook recover` what it found
+        record_found_state(self.ctx.drill_id, self.ctx.asset.store, w.namespace,
+                           self.ctx.variant, self.state)
         self.ctx.findings.restore_point = RestorePoint(
             "kube-deployment", f"{w.namespace}/{w.deployment} replicas={replicas}",
             datetime.now(UTC), f"{self.ctx.asset.store}:{w.namespace}/{w.deployment}")

@@ -30,6 +30,7 @@ from harness.inventory_kube import ASSET_KIND, KubeWorkload
 from harness.model import RestorePoint
 from harness.runbook import kube as rb
 from harness.runbook.kube_load import ServiceLoad
+from harness.runbook.kube_recover import record_found_state
 from harness.scenario import RunbookStep, Scenario
 from harness.targets.kube import KubeCluster
 
@@ -111,6 +112,9 @@ class KubeInferenceSiteLoss(Scenario):
         self.ctx.event("baseline.kube", nodes=",".join(self.victims()),
                        replicas=self.state.found_replicas[w.deployment],
                        fallback_replicas=self.state.found_replicas[w.fallback_deployment])
+        # before the fault: a drill killed mid-fault leaves `drillbook recover` what it found
+        record_found_state(self.ctx.drill_id, self.ctx.asset.store, w.namespace,
+                           self.ctx.variant, self.state)
         self.ctx.findings.restore_point = RestorePoint(
             "kube-deployment", f"{w.namespace}/{w.deployment} "
             f"replicas={self.state.found_replicas[w.deployment]}",

@@ -111,8 +111,10 @@ def test_drain_blocked_by_a_budget_fails(cluster: tuple[KubeApi, Path], tmp_path
             "selector": {"matchLabels": {"app": "lab-mlp",
                                          "serving.kserve.io/inferenceservice": "lab-mlp"}}}
     before = node_state(api)
-    inv_path.write_text(INVENTORY.replace("detect_timeout_s: 30", "detect_timeout_s: 2")
-                        .replace("step_timeout_s: 60", "step_timeout_s: 4"))
+    # short waits: the budget blocks every eviction, so each wait runs to its end
+    inv_path.write_text(INVENTORY.replace("detect_timeout_s: 30", "detect_timeout_s: 0.5")
+                        .replace("step_timeout_s: 60", "step_timeout_s: 1")
+                        .replace("PYTHON", sys.executable))
     inv = load_inventory(inv_path)
     result = run_drill(inv, DrillRequest(KubeGpuNodeLoss, "drain", "lab-mlp-k8s",
                                          tmp_path / "ev"), progress=lambda m: None)

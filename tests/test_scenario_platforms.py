@@ -147,8 +147,8 @@ def test_a_family_joins_its_members_and_cannot_be_run_itself(both: type[Scenario
 
 
 @pytest.mark.parametrize("pairs, message", [
-    ({"node-loss": OnFleet, "node-loss@kube": OnCluster}, r"name it 'node-loss', or "
-                                                          r"node-loss@kubernetes"),
+    ({"node-loss": OnFleet, "node-loss@kube": OnCluster},
+     r"name it 'node-loss', or node-loss@kubernetes"),
     ({"something-else": OnFleet}, r"is scenario 'node-loss' on platform 'process-fleet'"),
     ({"node-loss": OnCluster, "node-loss@kubernetes": OnCluster},
      r"two implementations for platform 'kubernetes'"),
@@ -195,10 +195,10 @@ def test_still_ambiguous_is_a_usage_error_listing_the_candidates(both: type[Scen
 
 
 @pytest.mark.parametrize("asset, variant, message", [
-    ("fleet-a", "drain", r"has no variant 'drain' for asset 'fleet-a' \(variants: "
-                         r"process-fleet: crash, hang\)"),
-    (None, "reboot", r"no variant 'reboot' \(variants: kubernetes: drain, noexecute; "
-                     r"process-fleet: crash, hang\)"),
+    ("fleet-a", "drain",
+     r"has no variant 'drain' for asset 'fleet-a' \(variants: process-fleet: crash, hang\)"),
+    (None, "reboot",
+     r"no variant 'reboot' \(variants: kubernetes: drain, noexecute; process-fleet: crash, hang\)"),
     ("nope", None, r"asset 'nope' is not in"),
 ])
 def test_impossible_requests_say_why(both: type[Scenario], tmp_path: Path, asset: str | None,
