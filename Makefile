@@ -25,6 +25,7 @@ else
 	DRILLBOOK_SIGNING_KEY=$(SIGNING_KEY).key $(BIN)/drillbook run annotation-db-loss
 	DRILLBOOK_SIGNING_KEY=$(SIGNING_KEY).key $(BIN)/drillbook run registry-loss
 	DRILLBOOK_SIGNING_KEY=$(SIGNING_KEY).key $(BIN)/drillbook run gpu-node-loss --variant crash
+	DRILLBOOK_SIGNING_KEY=$(SIGNING_KEY).key $(BIN)/drillbook run gpu-node-loss --variant drain --asset lab-mlp-k8s
 endif
 	$(BIN)/drillbook history --evidence-dir evidence
 

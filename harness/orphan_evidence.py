@@ -84,7 +84,7 @@ def _write_folder(inventory: Inventory, out: Recovery, directory: Path) -> Path:
     from harness import signing
     from harness.provenance import ExerciseInput
     from harness.runner import DrillRequest, build_evidence
-    from harness.scenario import get_scenario
+    from harness.scenario import get_scenario, implementation
     from reports.render import write_evidence
 
     o = out.orphan
@@ -110,7 +110,8 @@ def _write_folder(inventory: Inventory, out: Recovery, directory: Path) -> Path:
         ctx.inconclusive(f"recover: {reason}")
     ctx.findings.reverted = out.verified
     ctx.findings.sections["recovery"] = out.to_json()
-    cls = get_scenario(o.scenario)
+    # the implementation that ran: a name may have one per platform, the asset decides
+    cls = implementation(inventory, get_scenario(o.scenario), o.asset, o.variant)
     req = DrillRequest(cls, o.variant, o.asset, directory.parent, exercise=ExerciseInput())
     try:
         scenario = cls(ctx)

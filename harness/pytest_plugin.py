@@ -49,7 +49,7 @@ from harness.pytest_fixtures import (
     drill_lab,
     drill_lease_resolver,
 )
-from harness.scenario import Scenario, discover, get_scenario, resolve_asset
+from harness.scenario import Scenario, discover, get_scenario, resolve
 from harness.session import DrillSession, EvidenceWriter, fitting
 
 __all__ = ["DrillInconclusive", "DrillSpec", "drill", "drill_adapters", "drill_case",
@@ -153,7 +153,8 @@ def item_spec(item: pytest.Item) -> DrillSpec | None:
 
 def drill_cases(inventory: Inventory, only: set[str] | None = None) -> list[tuple[DrillSpec, int]]:
     """Every (scenario, variant, asset) the one rule allows on the inventory
-    (:meth:`Scenario.applies_to`), with the asset's tier."""
+    (:meth:`Scenario.applies_to`), with the asset's tier; the variants are those of the
+    implementation that drills the asset (a name may have one per platform)."""
     found = {n: c for n, c in discover().items() if only is None or n in only}
     return [(DrillSpec(name, variant, asset.id), asset.tier)
             for name, cls, asset in fitting(inventory, found) for variant in cls.variants]
@@ -191,7 +192,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         inventory = inventory or load_inventory(path)
         spec = _spec_from_marker(marker)
-        tier = resolve_asset(inventory, spec.scenario_class, spec.asset).tier
+        tier = resolve(inventory, spec.scenario_class, spec.asset, spec.variant)[1].tier
         if item.get_closest_marker(f"tier{tier}") is None:
             item.add_marker(getattr(pytest.mark, f"tier{tier}"))
 

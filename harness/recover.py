@@ -235,6 +235,8 @@ class Recoverer:
             self._restore_s3(orphan, s, out)
         elif s.kind == "pg-dump":
             self._restore_db(orphan, s, out)
+        elif s.kind == "kube-found-state":
+            self._restore_kube(orphan, s, out)
         else:
             out.inconclusive.append(f"unknown safety copy kind {s.kind!r} at {s.location}")
 
@@ -317,6 +319,19 @@ class Recoverer:
                                 f"verified against the found checksums{kept}")
         if not self.dry_run:
             path.unlink(missing_ok=True)
+
+
+    def _restore_kube(self, orphan: Orphan, s: SafetyRecord, out: Outcome) -> None:
+        """A cluster drill's found state (harness/runbook/kube_recover.py): undo its fault."""
+        from harness.runbook import kube_recover
+        target = str(s.detail.get("target") or self.inventory.assets[orphan.asset].store)
+        if not orphan.injected:
+            out.restored.append(f"cluster {target}: the drill died at {orphan.phase}, before "
+                                f"inject; nothing to undo")
+            return
+        out.restored.extend(kube_recover.restore(
+            self.adapters.kube(target), s.detail, self.inventory.step_timeout_s,
+            dry_run=self.dry_run))
 
 
 def _rename(db: Any, database: str, new: str) -> None:

@@ -48,7 +48,7 @@ from harness.model import (
 from harness.params import Given, ParamError, ParamValues
 from harness.params import resolve as resolve_params
 from harness.provenance import ExerciseInput, audit_record
-from harness.scenario import RunbookStep, Scenario, resolve_asset, variant_of
+from harness.scenario import RunbookStep, Scenario, implementation, resolve_asset, variant_of
 from harness.signals import DrillSignals, Interrupted, Received, interruption_record
 from harness.verdict import Judgement, Recorded, judge
 
@@ -114,6 +114,9 @@ def run_drill(inventory: Inventory, req: DrillRequest, *,
     Leases are kept in the inventory's targets unless ``lease_resolver`` says otherwise.
     ``adapters`` hands in adapters by target name (fakes, a site's own clients); the rest are
     built from the inventory."""
+    # a name with one implementation per platform: the asset and variant choose it
+    req = dataclasses.replace(req, scenario=implementation(inventory, req.scenario, req.asset_id,
+                                                           req.variant))
     req = dataclasses.replace(req, params=validate_request(inventory, req))
     signals = DrillSignals().install()
     try:

@@ -6,7 +6,10 @@ things, through :class:`DrillSession`:
 
 1. resolve the asset: the one given, or the only one the scenario applies to;
 2. apply the one rule for which scenario fits which asset (:meth:`Scenario.applies_to`), and
-   say why when it does not (kind, tier or the scenario's own reason);
+   say why when it does not (kind, tier or the scenario's own reason); for a name with one
+   implementation per platform (``gpu-node-loss`` on a process fleet or on a Kubernetes
+   cluster) the same rule and the variant pick the implementation
+   (:func:`harness.scenario.resolve`), and a choice left open is a usage error listing them;
 3. resolve the scenario's parameters: command line > marker > inventory > default
    (harness/params.py), a bad inventory value named by file, line and field;
 4. run the drill (:func:`harness.runner.run_drill`) and hand its evidence to a sink while
@@ -34,7 +37,7 @@ from harness.params import Given, ParamError, ParamValues
 from harness.params import resolve as resolve_params
 from harness.provenance import ExerciseInput
 from harness.runner import DrillRequest, DrillResult, StepOverride, run_drill
-from harness.scenario import Scenario, discover, get_scenario, resolve_asset, variant_of
+from harness.scenario import Scenario, discover, get_scenario, members_of, resolve
 
 if TYPE_CHECKING:
     from reports.render import Written
@@ -103,12 +106,12 @@ class EvidenceWriter:
 
 def fitting(inventory: Inventory, scenarios: Mapping[str, type[Scenario]] | None = None
             ) -> list[tuple[str, type[Scenario], Asset]]:
-    """Every (scenario name, class, asset) of the inventory that the one rule allows, by name
-    then asset id."""
+    """Every (scenario name, implementation, asset) of the inventory that the one rule allows,
+    by name then asset id."""
     found = discover() if scenarios is None else scenarios
-    return [(name, cls, asset) for name, cls in sorted(found.items())
+    return [(name, impl, asset) for name, cls in sorted(found.items())
             for _, asset in sorted(inventory.assets.items())
-            if cls.applies_to(inventory, asset)]
+            for impl in members_of(cls) if impl.applies_to(inventory, asset)]
 
 
 def inventory_params(inventory: Inventory, asset: Asset, scenario: str) -> Given | None:
@@ -139,17 +142,13 @@ class DrillSession:
 
     # -- planning ----------------------------------------------------------------------------
 
-    def asset_for(self, cls: type[Scenario], asset_id: str | None) -> Asset:
-        return resolve_asset(self.inventory, cls, asset_id)
-
     def plan(self, scenario: str | type[Scenario], *, asset: str | None = None,
              variant: str | None = None, cli_params: Mapping[str, str] | None = None,
              marker_params: Mapping[str, object] | None = None) -> DrillPlan:
         """Check everything a drill needs before anything runs. ``cli_params`` are text
         (``--param k=v``); ``marker_params`` typed values (``@pytest.mark.drill(params=)``)."""
-        cls = get_scenario(scenario) if isinstance(scenario, str) else scenario
-        chosen = self.asset_for(cls, asset)
-        variant = variant_of(cls, variant)
+        named = get_scenario(scenario) if isinstance(scenario, str) else scenario
+        cls, chosen, variant = resolve(self.inventory, named, asset, variant)
         given = [Given("command line", dict(cli_params or {}), raw=True),
                  Given("marker", dict(marker_params or {}))]
         from_inventory = inventory_params(self.inventory, chosen, cls.name)

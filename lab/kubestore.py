@@ -175,7 +175,7 @@ class KubeStore:
             obj["apiVersion"], obj["kind"] = KINDS[resource]
         if resource == "pods":
             self._default_tolerations(obj)
-        if resource in ("deployments", "statefulsets"):
+        if resource in _GENERATIONS:
             meta["generation"] = 1
         return self._store(resource, obj, "ADDED")
 
@@ -187,7 +187,7 @@ class KubeStore:
                            f'please apply your changes to the latest version and try again')
         if json.dumps(old, sort_keys=True) == json.dumps(obj, sort_keys=True):
             return old
-        if resource in ("deployments", "statefulsets") and old.get("spec") != obj.get("spec"):
+        if resource in _GENERATIONS and old.get("spec") != obj.get("spec"):
             obj["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
         return self._store(resource, obj, "MODIFIED")
 
@@ -235,7 +235,15 @@ class KubeStore:
             sel = (pdb["spec"].get("selector") or {}).get("matchLabels") or {}
             if not all(pod["metadata"].get("labels", {}).get(k) == v for k, v in sel.items()):
                 continue
-            if int((pdb.get("status") or {}).get("disruptionsAllowed", 0)) < 1:
+            status = pdb.get("status") or {}
+            if int(status.get("observedGeneration", 0)) < int(pdb["metadata"].get(
+                    "generation", 1)):
+                # as the API server: a budget changed since the disruption controller last
+                # looked cannot allow anything yet
+                raise ApiError(429, "TooManyRequests", "Cannot evict pod as it would violate "
+                               f"the pod's disruption budget {pdb['metadata']['name']}: it is "
+                               "still being processed by the server.")
+            if int(status.get("disruptionsAllowed", 0)) < 1:
                 raise ApiError(429, "TooManyRequests", "Cannot evict pod as it would violate "
                                f"the pod's disruption budget {pdb['metadata']['name']}.")
         self._mark_deleting(pod)
@@ -469,7 +477,7 @@ class KubeStore:
         q = copy.deepcopy(pdb)
         q["status"] = {"currentHealthy": healthy, "desiredHealthy": desired,
                        "disruptionsAllowed": max(0, healthy - desired), "expectedPods": len(pods),
-                       "observedGeneration": 1}
+                       "observedGeneration": int(pdb["metadata"].get("generation", 1))}
         if q["status"] != pdb.get("status"):
             self.replace("poddisruptionbudgets", q)
 
@@ -495,6 +503,11 @@ class KubeStore:
                                        **({} if ok else {"reason": "PredictorNotReady"})}]}
         if q["status"] != isvc.get("status"):
             self.replace("inferenceservices", q)
+
+
+#: resources whose spec changes bump metadata.generation (their controllers report
+#: status.observedGeneration)
+_GENERATIONS = ("deployments", "statefulsets", "poddisruptionbudgets")
 
 
 def _has_taint(node: Obj, key: str) -> bool:

@@ -44,6 +44,8 @@ class NodeLossState(fleet.FleetState):
 
 class GpuNodeLoss(Scenario):
     name: ClassVar[str] = "gpu-node-loss"
+    #: the Kubernetes implementation of this name is scenarios/kube_node_loss.py
+    platform: ClassVar[str] = "process-fleet"
     summary: ClassVar[str] = ("lose one GPU node under load (crash or hang); the replica is "
                               "rescheduled and traffic switched back")
     variants: ClassVar[tuple[str, ...]] = ("crash", "hang")

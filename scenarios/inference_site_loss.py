@@ -46,6 +46,8 @@ class SiteLossState(fleet.FleetState):
 
 class InferenceSiteLoss(Scenario):
     name: ClassVar[str] = "inference-site-loss"
+    #: the Kubernetes implementation of this name is scenarios/kube_site_loss.py
+    platform: ClassVar[str] = "process-fleet"
     summary: ClassVar[str] = ("lose every GPU node under load; degrade to the CPU fallback, "
                               "rebuild, switch back")
     variants: ClassVar[tuple[str, ...]] = ("crash",)

@@ -1,7 +1,9 @@
-"""Scenario ``kube-gpu-node-loss``: one GPU node of a Kubernetes cluster is lost.
+"""Scenario ``gpu-node-loss`` on a Kubernetes cluster: one GPU node of the cluster is lost.
 
-This is ``gpu-node-loss`` for a cluster: the process-fleet scenario of that name drives the
-lab's processes and HAProxy (bare-metal sites); on a cluster, run this one. Variants:
+The cluster implementation of ``gpu-node-loss`` (entry point ``gpu-node-loss@kubernetes``,
+platform ``kubernetes``): an asset of kind ``kube-inference-service`` is drilled with this one,
+a process fleet behind HAProxy with scenarios/gpu_node_loss.py (harness/scenario.py
+``resolve`` picks by asset and variant). Variants:
 
   drain      the node is cordoned and its pods evicted through the Eviction API (disruption
              budgets honoured: a drain they block is a finding, the drill FAILs).
@@ -35,15 +37,17 @@ from harness.inventory_kube import ASSET_KIND, KubeWorkload
 from harness.model import RestorePoint
 from harness.runbook import kube as rb
 from harness.runbook.kube_load import ServiceLoad
+from harness.runbook.kube_recover import record_found_state
 from harness.scenario import RunbookStep, Scenario
 from harness.targets.kube import KubeCluster
 
 
 class KubeGpuNodeLoss(Scenario):
-    name: ClassVar[str] = "kube-gpu-node-loss"
-    summary: ClassVar[str] = ("gpu-node-loss on a Kubernetes cluster (asset kind "
-                              "kube-inference-service): drain, NoExecute, NotReady or a GPU "
-                              "fault signal")
+    name: ClassVar[str] = "gpu-node-loss"
+    platform: ClassVar[str] = rb.PLATFORM
+    summary: ClassVar[str] = ("lose one GPU node of a Kubernetes cluster: drain, NoExecute "
+                              "taint, NotReady kubelet or a GPU fault signal; the pods are "
+                              "rescheduled")
     variants: ClassVar[tuple[str, ...]] = rb.NODE_VARIANTS
     asset_kinds: ClassVar[tuple[str, ...]] = (ASSET_KIND,)
     destructive: ClassVar[bool] = True
@@ -106,6 +110,9 @@ class KubeGpuNodeLoss(Scenario):
         node = self.state.found_nodes[self.victim]
         self.ctx.event("baseline.kube", node=node.name, replicas=replicas,
                        unschedulable=node.unschedulable, taints=len(node.taints))
+        # before the fault: a drill killed mid-fault leaves `drillbook recover` what it found
+        record_found_state(self.ctx.drill_id, self.ctx.asset.store, w.namespace,
+                           self.ctx.variant, self.state)
         self.ctx.findings.restore_point = RestorePoint(
             "kube-deployment", f"{w.namespace}/{w.deployment} replicas={replicas}",
             datetime.now(UTC), f"{self.ctx.asset.store}:{w.namespace}/{w.deployment}")

@@ -1,7 +1,8 @@
-"""Scenario ``kube-inference-site-loss``: every GPU node of a Kubernetes cluster is lost.
+"""Scenario ``inference-site-loss`` on a Kubernetes cluster: every GPU node is lost.
 
-This is ``inference-site-loss`` for a cluster (the process-fleet scenario of that name drives
-the lab's processes and HAProxy). Every GPU node is taken out at once (variant ``noexecute``: a
+The cluster implementation of ``inference-site-loss`` (entry point
+``inference-site-loss@kubernetes``, platform ``kubernetes``; the process-fleet one,
+scenarios/inference_site_loss.py, drives node processes and HAProxy). Every GPU node is taken out at once (variant ``noexecute``: a
 NoExecute taint on each, so their pods are evicted as from failed nodes; ``notready``: every
 kubelet stopped, evicted after the toleration time). The predictor's pods have nowhere to go:
 traffic must degrade to the CPU fallback (the asset's ``fallback_deployment``), then come back
@@ -29,14 +30,16 @@ from harness.inventory_kube import ASSET_KIND, KubeWorkload
 from harness.model import RestorePoint
 from harness.runbook import kube as rb
 from harness.runbook.kube_load import ServiceLoad
+from harness.runbook.kube_recover import record_found_state
 from harness.scenario import RunbookStep, Scenario
 from harness.targets.kube import KubeCluster
 
 
 class KubeInferenceSiteLoss(Scenario):
-    name: ClassVar[str] = "kube-inference-site-loss"
-    summary: ClassVar[str] = ("inference-site-loss on a Kubernetes cluster: every GPU node lost, "
-                              "traffic degrades to the CPU fallback, then comes back")
+    name: ClassVar[str] = "inference-site-loss"
+    platform: ClassVar[str] = rb.PLATFORM
+    summary: ClassVar[str] = ("lose every GPU node of a Kubernetes cluster; traffic degrades "
+                              "to the CPU fallback Deployment, then comes back")
     variants: ClassVar[tuple[str, ...]] = ("noexecute", "notready")
     asset_kinds: ClassVar[tuple[str, ...]] = (ASSET_KIND,)
     destructive: ClassVar[bool] = True
@@ -109,6 +112,9 @@ class KubeInferenceSiteLoss(Scenario):
         self.ctx.event("baseline.kube", nodes=",".join(self.victims()),
                        replicas=self.state.found_replicas[w.deployment],
                        fallback_replicas=self.state.found_replicas[w.fallback_deployment])
+        # before the fault: a drill killed mid-fault leaves `drillbook recover` what it found
+        record_found_state(self.ctx.drill_id, self.ctx.asset.store, w.namespace,
+                           self.ctx.variant, self.state)
         self.ctx.findings.restore_point = RestorePoint(
             "kube-deployment", f"{w.namespace}/{w.deployment} "
             f"replicas={self.state.found_replicas[w.deployment]}",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from harness.errors import UsageError
 from harness.inventory import Inventory
 from harness.model import Evidence
-from harness.scenario import Scenario, discover
+from harness.scenario import Scenario, discover, members_of
 from harness.session import DrillSession, SessionResult
 
 
@@ -29,10 +29,12 @@ class Selection:
     scenario: str
     variant: str
     candidates: tuple[str, ...]
+    #: which implementation of the scenario drills the asset ("any": it has only one)
+    platform: str = "any"
 
     def record(self) -> dict[str, object]:
         return {"mode": "random-tier1", "seed": self.seed, "asset": self.asset,
-                "scenario": self.scenario, "variant": self.variant,
+                "scenario": self.scenario, "variant": self.variant, "platform": self.platform,
                 "candidates": list(self.candidates)}
 
 
@@ -50,8 +52,12 @@ def choose(inventory: Inventory, seed: int,
         names = sorted(n for n, cls in found.items() if cls.applies_to(inventory, asset))
         if names:
             name = rng.choice(names)
-            variant = rng.choice(found[name].variants)
-            return Selection(seed, asset_id, name, variant, tuple(names))
+            # the implementation for this asset (a name may have one per platform), by the
+            # same rule as every front-end; its variants, not another platform's
+            impls = [m for m in members_of(found[name]) if m.applies_to(inventory, asset)]
+            variant = rng.choice(tuple(dict.fromkeys(v for m in impls for v in m.variants)))
+            platform = next(m.platform for m in impls if variant in m.variants)
+            return Selection(seed, asset_id, name, variant, tuple(names), platform)
     raise UsageError("no installed scenario fits any Tier 1 asset of the inventory")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from kube_rbac import outside_role
+from test_kube_site import steady
 
 from harness.inventory import load_inventory
 from harness.model import Verdict
@@ -44,6 +45,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[KubeApi, Path]]:
     api = KubeApi(KubeStore(ready_delay_s=0.3, notready_after_s=0.5, toleration_s=1))
     seed_fleet(api.store)
     api.start()
+    steady(api)  # a drill measures from a rolled-out cluster
     cfg = api.write_kubeconfig(tmp_path / "kubeconfig")
     inv = tmp_path / "inventory.yaml"
     inv.write_text(INVENTORY.replace("PYTHON", sys.executable).replace(
@@ -110,13 +112,16 @@ def test_drain_blocked_by_a_budget_fails(cluster: tuple[KubeApi, Path], tmp_path
             "maxUnavailable": 0,
             "selector": {"matchLabels": {"app": "lab-mlp",
                                          "serving.kserve.io/inferenceservice": "lab-mlp"}}}
+        api.store.reconcile()  # the disruption controller sees the tightened budget
     before = node_state(api)
-    inv_path.write_text(INVENTORY.replace("detect_timeout_s: 30", "detect_timeout_s: 2")
-                        .replace("step_timeout_s: 60", "step_timeout_s: 4"))
+    # short waits: the budget blocks every eviction, so each wait runs to its end
+    inv_path.write_text(INVENTORY.replace("detect_timeout_s: 30", "detect_timeout_s: 0.5")
+                        .replace("step_timeout_s: 60", "step_timeout_s: 1")
+                        .replace("PYTHON", sys.executable))
     inv = load_inventory(inv_path)
     result = run_drill(inv, DrillRequest(KubeGpuNodeLoss, "drain", "lab-mlp-k8s",
                                          tmp_path / "ev"), progress=lambda m: None)
-    assert result.evidence.verdict is Verdict.FAIL
+    assert result.evidence.verdict is Verdict.FAIL, result.evidence.reasons
     assert any("disruption budget" in r for r in result.evidence.reasons)
     assert node_state(api) == before
 

@@ -17,6 +17,7 @@ from test_kube_drill import INVENTORY
 
 from harness.context import DrillContext
 from harness.inventory import load_inventory
+from harness.lease import MemoryResolver
 from harness.model import Evidence, Verdict
 from harness.runner import DrillRequest, run_drill
 from harness.targets.kube import KubeCluster
@@ -44,7 +45,8 @@ def cluster(tmp_path: Path) -> Iterator[tuple[KubeApi, Path]]:
     inv = tmp_path / "inventory.yaml"
     inv.write_text(INVENTORY.replace("PYTHON", sys.executable)
                    .replace("--kubeconfig, kubeconfig", f"--kubeconfig, {cfg}")
-                   .replace("step_timeout_s: 60", "step_timeout_s: 4"))
+                   # the sabotaged waits run to their end: keep them short
+                   .replace("step_timeout_s: 60", "step_timeout_s: 1.5"))
     KubeCluster(load_inventory(inv).kube("gpu-cluster")).wait_rollout(
         "inference", "lab-mlp-predictor", 10)
     try:
@@ -57,22 +59,36 @@ def drill(inv: Path, tmp_path: Path, variant: str, *, adapter: KubeCluster | Non
           overrides: dict[str, Callable[[DrillContext, Callable[[], None]], None]] | None = None
           ) -> Evidence:
     inventory = load_inventory(inv)
+    # leases in memory: these tests are about the verdict (test_kube_drill.py drills with the
+    # cluster's own Leases and checks every call against the role)
     return run_drill(inventory, DrillRequest(KubeGpuNodeLoss, variant, "lab-mlp-k8s",
                                              tmp_path / "ev"),
                      progress=lambda m: None, overrides=overrides,
-                     adapters={"gpu-cluster": adapter} if adapter else None).evidence
+                     adapters={"gpu-cluster": adapter} if adapter else None,
+                     lease_resolver=MemoryResolver()).evidence
 
 
 @pytest.mark.parametrize("variant", ["noexecute", "gpu-fault"])
 def test_replica_never_rescheduled_fails(cluster: tuple[KubeApi, Path], tmp_path: Path,
                                          variant: str) -> None:
     api, inv = cluster
-    assert isinstance(api.store, PausableStore)
-    api.store.paused = True
-    ev = drill(inv, tmp_path, variant)
+    store = api.store
+    assert isinstance(store, PausableStore)
+    store.paused = True
+
+    def never_rescheduled(ctx: DrillContext, orig: Callable[[], None]) -> None:
+        try:
+            orig()
+        finally:
+            # the scheduler comes back once the step has given up, so revert need not wait
+            # out its own timeout: the FAIL is the step's
+            store.paused = False
+
+    ev = drill(inv, tmp_path, variant, overrides={"wait-rescheduled": never_rescheduled})
     assert ev.verdict is Verdict.FAIL
     assert any("not all Ready on another node" in r for r in ev.reasons), ev.reasons
     assert ev.sections["kube"]["pods"] == []  # no replacement was ever bound
+    assert ev.reverted  # the failure is the missed rescheduling, not the revert
 
 
 class NoUncordon(KubeCluster):

@@ -14,7 +14,7 @@ from harness.errors import UsageError
 from harness.inventory import Inventory, load_inventory
 from harness.model import EXIT_INTERRUPTED, Evidence
 from harness.provenance import ExerciseInput, parse_participant
-from harness.scenario import discover
+from harness.scenario import implementations
 from harness.session import DrillSession, EvidenceWriter, SessionResult
 
 
@@ -108,8 +108,12 @@ def _exercise_input(args: argparse.Namespace) -> ExerciseInput:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    for name, cls in sorted(discover().items()):
-        print(f"{name:22} variants: {', '.join(cls.variants):14} {cls.summary}")
-        for p in cls.params:
-            print(f"{'':24}--param {p.describe()}")
+    for name, members in sorted(implementations().items()):
+        for cls in members:
+            print(f"{name:22} variants: {', '.join(cls.variants):14} {cls.summary}")
+            if len(members) > 1:
+                # the same name on several platforms: the asset's kind picks the implementation
+                print(f"{'':24}on {cls.platform}: assets of kind {', '.join(cls.asset_kinds)}")
+            for p in cls.params:
+                print(f"{'':24}--param {p.describe()}")
     return 0

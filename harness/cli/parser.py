@@ -74,10 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "it, run the recovery runbook, verify, revert, write "
                                      "evidence/<drill-id>/.")
     run.add_argument("scenario", type=a.name,
-                     help="scenario name (see `drillbook scenarios`); a Kubernetes cluster "
-                          "(asset kind kube-inference-service) is drilled with "
-                          "kube-gpu-node-loss and kube-inference-site-loss, the process fleet "
-                          "with gpu-node-loss and inference-site-loss")
+                     help="scenario name (see `drillbook scenarios`); gpu-node-loss and "
+                          "inference-site-loss have one implementation per platform, chosen "
+                          "by the asset (kind kube-inference-service: the Kubernetes cluster; "
+                          "inference-service: the process fleet) and the variant")
     run.add_argument("--variant", type=a.name,
                      help="scenario variant (default: the scenario's first)")
     run.add_argument("--asset", type=a.name, help="asset id from the inventory (default: the "

@@ -29,6 +29,8 @@ from harness.model import Scalar
 from harness.targets.kube import DRILL_TAINT_KEY, KubeCluster
 from harness.targets.kube_model import Condition, NodeInfo, Taint, pod_info
 
+#: the platform the kube scenarios implement their names for (harness/scenario.py resolve)
+PLATFORM = "kubernetes"
 NODE_VARIANTS = ("drain", "noexecute", "notready", "gpu-fault")
 #: the message a gpu-fault drill writes into the condition: the evidence must not be mistaken
 #: for a broken GPU, and neither must the cluster's own view of the node
@@ -178,6 +180,16 @@ def check_rolled_out(kube: KubeCluster, work: KubeWorkload) -> None:
             raise Inconclusive(f"InferenceService not Ready before the fault: {why}")
 
 
+@dataclass
+class FaultsDone:
+    """Which nodes a drill stopped, tainted, cordoned or marked: what :func:`heal` undoes."""
+
+    tainted: set[str] = field(default_factory=set)
+    cordoned: set[str] = field(default_factory=set)
+    stopped: set[str] = field(default_factory=set)
+    conditioned: set[str] = field(default_factory=set)
+
+
 class NodeFaults:
     """Makes node faults of one variant and remembers what it did, for :meth:`heal`."""
 
@@ -185,10 +197,9 @@ class NodeFaults:
         if variant not in NODE_VARIANTS:
             raise Inconclusive(f"unknown node fault {variant!r}")
         self.ctx, self.kube, self.variant = ctx, kube, variant
-        self.tainted: set[str] = set()
-        self.cordoned: set[str] = set()
-        self.stopped: set[str] = set()
-        self.conditioned: set[str] = set()
+        self.done = FaultsDone()
+        self.tainted, self.cordoned = self.done.tainted, self.done.cordoned
+        self.stopped, self.conditioned = self.done.stopped, self.done.conditioned
         self.blocked: dict[str, str] = {}
 
     def inject(self, node: str) -> None:
@@ -227,30 +238,41 @@ class NodeFaults:
 
     def heal(self, found: dict[str, NodeInfo]) -> None:
         """Undo what this drill did, node by node, and nothing else."""
-        k = self.kube
-        for node in sorted(self.stopped):
-            k.kubelet(node, running=True)
-            self.stopped.discard(node)
-        for node in sorted(self.conditioned):
-            k.clear_node_condition(node, k.target.gpu_fault_condition)
-            self.conditioned.discard(node)
-        for node in sorted(self.tainted):
-            k.remove_taint(node, DRILL_TAINT_KEY)
-            self.tainted.discard(node)
-        for node in sorted(self.cordoned):
-            if not found[node].unschedulable and k.node(node).unschedulable:
-                k.uncordon(node)
-            self.cordoned.discard(node)
+        heal(self.kube, self.done, found)
+
+
+def heal(kube: KubeCluster, done: FaultsDone, found: dict[str, NodeInfo]) -> None:
+    """Undo ``done``: kubelets started, the drill's condition and taint removed, nodes that were
+    schedulable when found uncordoned. Each undone fault leaves ``done``."""
+    k = kube
+    for node in sorted(done.stopped):
+        k.kubelet(node, running=True)
+        done.stopped.discard(node)
+    for node in sorted(done.conditioned):
+        k.clear_node_condition(node, k.target.gpu_fault_condition)
+        done.conditioned.discard(node)
+    for node in sorted(done.tainted):
+        k.remove_taint(node, DRILL_TAINT_KEY)
+        done.tainted.discard(node)
+    for node in sorted(done.cordoned):
+        if not found[node].unschedulable and k.node(node).unschedulable:
+            k.uncordon(node)
+        done.cordoned.discard(node)
 
 
 def revert_cluster(ctx: DrillContext, kube: KubeCluster, faults: NodeFaults, state: KubeState,
                    namespace: str) -> None:
-    """Heal the nodes, restore every replica count, wait for the nodes to be Ready and the
-    rollouts complete, then fail unless every node and Deployment is as found."""
-    timeout = ctx.inventory.step_timeout_s
+    """The drill's revert: stop the pod watch, heal the nodes, then :func:`restore_as_found`."""
     if state.watcher is not None:
         state.watcher.stop.set()
     faults.heal(state.found_nodes)
+    restore_as_found(kube, state, namespace, ctx.inventory.step_timeout_s)
+
+
+def restore_as_found(kube: KubeCluster, state: KubeState, namespace: str,
+                     timeout: float) -> None:
+    """Restore every replica count, wait for the nodes to be Ready and the rollouts complete,
+    then fail unless every node and Deployment is as found."""
     for deployment, replicas in state.found_replicas.items():
         if kube.replicas("Deployment", namespace, deployment) != replicas:
             kube.scale("Deployment", namespace, deployment, replicas)
