@@ -12,6 +12,7 @@ from the journal's events; nothing in the evidence is typed in.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import platform
 import secrets
 import traceback
@@ -426,6 +427,13 @@ def _with_deviations(audit: AuditRecord, deviations: list[str],
 
 
 def _versions() -> dict[str, str]:
+    return dict(_versions_once())
+
+
+@functools.cache
+def _versions_once() -> dict[str, str]:
+    # once per process: the packages a process runs were imported at its start (and each
+    # lookup walks every installed distribution's metadata)
     out = {"python": platform.python_version(), "platform": platform.platform()}
     for pkg in ("drillbook", "boto3", "botocore"):
         try:
