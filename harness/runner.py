@@ -205,7 +205,7 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
         ctx.inconclusive(f"internal error in {ctx.phase.value}: {type(exc).__name__}: {exc}")
     finally:
         if injected:
-            _revert(ctx, scenario)
+            _revert(ctx, scenario, signals)
         else:
             _cleanup(ctx, scenario)
     interrupted = _record_interruption(ctx, signals.poll(), injected, stopped)
@@ -309,7 +309,7 @@ def _runbook(ctx: DrillContext, steps: list[RunbookStep],
             def fn(o: StepOverride = override, orig: Callable[[], None] = step.run) -> None:
                 o(ctx, orig)
 
-        outcome = ctx.run_step(step.name, fn)
+        outcome = ctx.run_step(step.name, _polled(fn, signals))
         if outcome is not Outcome.OK:
             last = ctx.journal.steps[-1].message
             ctx.fail(f"runbook step {step.name!r} {outcome.value}: {last}")
@@ -317,12 +317,24 @@ def _runbook(ctx: DrillContext, steps: list[RunbookStep],
     return True
 
 
-def _revert(ctx: DrillContext, scenario: Scenario) -> None:
+def _polled(fn: Callable[[], None], signals: DrillSignals) -> Callable[[], None]:
+    """``fn``, then a look at the signals while its step is still the current one: a signal
+    that came during the step is recorded as during it (the watcher thread may not have run
+    yet when the step ends)."""
+    def run() -> None:
+        try:
+            fn()
+        finally:
+            signals.poll()
+    return run
+
+
+def _revert(ctx: DrillContext, scenario: Scenario, signals: DrillSignals) -> None:
     """Run revert once. Signals are held from inject on, so none can cut it short; revert
     checks the target against the baseline, so OK means the target was verified as found."""
-    _phase(ctx, Phase.REVERT)
+    _phase(ctx, Phase.REVERT, signals)
     try:
-        outcome = ctx.run_step("revert", scenario.revert)
+        outcome = ctx.run_step("revert", _polled(scenario.revert, signals))
     except KeyboardInterrupt:  # raised by the revert code itself; run_step journaled the step
         outcome = Outcome.ERROR
     ctx.findings.reverted = outcome is Outcome.OK
