@@ -189,6 +189,7 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
             scenario.verify()
             host_checks.verify(ctx)
             if len(ctx.findings.failures) + len(ctx.findings.inconclusive) == before and \
+                    _checks_held(ctx) and \
                     event_by_name(journal.events, "recovery.completed") is not None:
                 ctx.event("recovery.verified")
     except GuardRefused as exc:
@@ -234,6 +235,15 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
         for problem in leases.problems:
             progress(f"lease: {problem}")
     return DrillResult(evidence, out_dir, interrupted)
+
+
+def _checks_held(ctx: DrillContext) -> bool:
+    """No smoke test and no integrity check of the verify phase was missed: a scenario may
+    record those without a finding of its own (the verdict judges them), and a recovery they
+    contradict is not verified, so it gets no verified RTO."""
+    smoke_passed, _ = ctx.findings.smoke_result().judged()
+    return smoke_passed is not False and all(
+        c.ok for c in ctx.journal.integrity if c.phase is Phase.VERIFY)
 
 
 def _declare_blast_radius(ctx: DrillContext, scenario: Scenario) -> None:
