@@ -62,6 +62,9 @@ class RangeSource(Protocol):
 
     def fetch(self, key: str, start: int, into: memoryview) -> int: ...
 
+    def close(self) -> None:
+        """Release connections; called once the pull is over."""
+
 
 def _total_of(content_range: str | None, status: int, length: int) -> int:
     if status == 200:  # the whole object, with no range applied
@@ -88,6 +91,7 @@ class PresignedSource:
         self._urls: dict[str, str] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._open: list[http.client.HTTPConnection] = []  # every thread's, to close at the end
 
     def _url(self, key: str) -> str:
         with self._lock:
@@ -103,7 +107,15 @@ class PresignedSource:
             cls = http.client.HTTPSConnection if https else http.client.HTTPConnection
             conn = cls(netloc, timeout=60)
             self._local.conn, self._local.netloc = conn, netloc
+            with self._lock:
+                self._open.append(conn)
         return conn
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._open = self._open, []
+        for conn in conns:
+            conn.close()
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -156,12 +168,16 @@ class GetObjectSource:
         self._client = client
         self._bucket = bucket
 
+    def close(self) -> None:
+        pass  # the client's own pool outlives a pull
+
     def fetch(self, key: str, start: int, into: memoryview) -> int:
         ranged = {"Range": f"bytes={start}-{start + len(into) - 1}"} if len(into) else {}
         get = cast(Callable[..., Mapping[str, Any]], self._client.get_object)
         try:
             response = get(Bucket=self._bucket, Key=key, **ranged)
-        except Exception as exc:  # noqa: BLE001 - any client's refusal, described by its code
+        # any client's refusal (botocore's ClientError, a fake's): described by its code
+        except Exception as exc:
             headers = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPHeaders")
             raise RangeFailed(describe_error(exc), actual_size=_unsatisfied(
                 (headers or {}).get("content-range"))) from exc
@@ -218,7 +234,7 @@ class _File:
             if self.hashing:
                 return  # the thread hashing will reach this range
             self.hashing = True
-        view = memoryview(self.buf)
+        view = self.buf.data  # the array's own buffer, as a memoryview
         while True:
             with self.lock:
                 if self.hashed not in self.arrived:
@@ -280,7 +296,7 @@ def fetch_verified(source: RangeSource, prefix: str, files: tuple[ManifestFile, 
             return  # this object already failed: its other ranges are not worth fetching
         start, end = f.ranges[index]
         try:
-            total = source.fetch(f.key, start, memoryview(f.buf)[start:end])
+            total = source.fetch(f.key, start, f.buf.data[start:end])
         except RangeFailed as exc:
             size = exc.actual_size
             wrong = size is not None and size != f.entry.size
@@ -295,8 +311,11 @@ def fetch_verified(source: RangeSource, prefix: str, files: tuple[ManifestFile, 
                                                thread_name_prefix="node-fetch") as pool:
         # file by file, range by range: each file's hash follows close behind its bytes
         jobs = [pool.submit(one, f, i) for f in work for i in range(len(f.ranges))]
-        for job in jobs:
-            job.result()
+        try:
+            for job in jobs:
+                job.result()
+        finally:
+            source.close()
     out: dict[str, Bytes] = {}
     for f in work:
         check = f.check()
