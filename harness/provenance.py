@@ -109,9 +109,12 @@ def exercise_record(given: ExerciseInput, inventory: Inventory, default_title: s
 
 # --- the runbook's version ------------------------------------------------------------------------
 
+@functools.cache
 def git_state(directory: Path) -> tuple[str | None, bool | None]:
     """(commit, dirty) of the git checkout holding ``directory``; (None, None) when it is not one
-    (an installed wheel) or git is missing."""
+    (an installed wheel) or git is missing. Asked once per directory and process: the code a
+    process runs was read when it was imported, so a later edit of the checkout does not change
+    what its drills ran (and two git commands per drill cost more than a scripted drill)."""
     git = shutil.which("git")
     if git is None:
         return None, None

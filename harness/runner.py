@@ -12,6 +12,7 @@ from the journal's events; nothing in the evidence is typed in.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import platform
 import secrets
 import traceback
@@ -191,6 +192,7 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
             scenario.verify()
             host_checks.verify(ctx)
             if len(ctx.findings.failures) + len(ctx.findings.inconclusive) == before and \
+                    _checks_held(ctx) and \
                     event_by_name(journal.events, "recovery.completed") is not None:
                 ctx.event("recovery.verified")
     except GuardRefused as exc:
@@ -207,7 +209,7 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
         ctx.inconclusive(f"internal error in {ctx.phase.value}: {type(exc).__name__}: {exc}")
     finally:
         if injected:
-            _revert(ctx, scenario)
+            _revert(ctx, scenario, signals)
         else:
             _cleanup(ctx, scenario)
     interrupted = _record_interruption(ctx, signals.poll(), injected, stopped)
@@ -236,6 +238,15 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
         for problem in leases.problems:
             progress(f"lease: {problem}")
     return DrillResult(evidence, out_dir, interrupted)
+
+
+def _checks_held(ctx: DrillContext) -> bool:
+    """No smoke test and no integrity check of the verify phase was missed: a scenario may
+    record those without a finding of its own (the verdict judges them), and a recovery they
+    contradict is not verified, so it gets no verified RTO."""
+    smoke_passed, _ = ctx.findings.smoke_result().judged()
+    return smoke_passed is not False and all(
+        c.ok for c in ctx.journal.integrity if c.phase is Phase.VERIFY)
 
 
 def _declare_blast_radius(ctx: DrillContext, scenario: Scenario) -> None:
@@ -311,7 +322,7 @@ def _runbook(ctx: DrillContext, steps: list[RunbookStep],
             def fn(o: StepOverride = override, orig: Callable[[], None] = step.run) -> None:
                 o(ctx, orig)
 
-        outcome = ctx.run_step(step.name, fn)
+        outcome = ctx.run_step(step.name, _polled(fn, signals))
         if outcome is not Outcome.OK:
             last = ctx.journal.steps[-1].message
             ctx.fail(f"runbook step {step.name!r} {outcome.value}: {last}")
@@ -319,12 +330,24 @@ def _runbook(ctx: DrillContext, steps: list[RunbookStep],
     return True
 
 
-def _revert(ctx: DrillContext, scenario: Scenario) -> None:
+def _polled(fn: Callable[[], None], signals: DrillSignals) -> Callable[[], None]:
+    """``fn``, then a look at the signals while its step is still the current one: a signal
+    that came during the step is recorded as during it (the watcher thread may not have run
+    yet when the step ends)."""
+    def run() -> None:
+        try:
+            fn()
+        finally:
+            signals.poll()
+    return run
+
+
+def _revert(ctx: DrillContext, scenario: Scenario, signals: DrillSignals) -> None:
     """Run revert once. Signals are held from inject on, so none can cut it short; revert
     checks the target against the baseline, so OK means the target was verified as found."""
-    _phase(ctx, Phase.REVERT)
+    _phase(ctx, Phase.REVERT, signals)
     try:
-        outcome = ctx.run_step("revert", scenario.revert)
+        outcome = ctx.run_step("revert", _polled(scenario.revert, signals))
     except KeyboardInterrupt:  # raised by the revert code itself; run_step journaled the step
         outcome = Outcome.ERROR
     ctx.findings.reverted = outcome is Outcome.OK
@@ -429,6 +452,13 @@ def _with_deviations(audit: AuditRecord, deviations: list[str],
 
 
 def _versions() -> dict[str, str]:
+    return dict(_versions_once())
+
+
+@functools.cache
+def _versions_once() -> dict[str, str]:
+    # once per process: the packages a process runs were imported at its start (and each
+    # lookup walks every installed distribution's metadata)
     out = {"python": platform.python_version(), "platform": platform.platform()}
     for pkg in ("drillbook", "boto3", "botocore"):
         try:

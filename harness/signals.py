@@ -14,7 +14,11 @@ While a signal is held the main thread also *blocks* the three signals, so the p
 starts (``pg_restore``, ``restic``, ...) inherit them blocked: a Ctrl-C typed in a terminal
 reaches the whole process group, and would otherwise kill the child a revert is waiting for. A
 watcher thread takes the signals with ``sigtimedwait``; :meth:`DrillSignals.poll` (called at every
-safe point) takes any still pending, so the record is complete whenever the runner looks.
+safe point) takes any still pending, so the record is complete whenever the runner looks. The
+watcher holds a lock while it waits (a signal it has taken is recorded before anyone else looks);
+``poll`` wakes it with a thread-directed SIGURG (ignored by default, so a stray one harms
+nothing) instead of waiting out its timeout: a drill polls at every phase and step, and a 10 ms
+wait each time made a millisecond drill take a tenth of a second.
 
 The handlers never raise while a signal is held, never write to a buffered stream (a handler that
 prints while the interrupted code prints raises ``RuntimeError: reentrant call``), and never touch
@@ -40,6 +44,10 @@ from typing import Any, Self
 
 #: the signals a drill holds: Ctrl-C, CI cancel / systemctl stop, the terminal going away
 HELD_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: sent to the watcher thread only, to end its wait early (default action: ignore)
+_WAKE = signal.SIGURG
+#: how long the watcher waits before looking at its stop flag when nobody wakes it
+_WATCH_S = 0.5
 
 _Handler = Callable[[int, FrameType | None], Any] | int | None
 
@@ -116,6 +124,7 @@ class DrillSignals:
         self._stop = threading.Event()
         self._take = threading.Lock()  # one taker of pending signals at a time
         self._wanted = threading.Event()  # poll() waits for the lock
+        self._polled = threading.Event()  # poll() is done with it
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -140,16 +149,23 @@ class DrillSignals:
         the watcher thread take them."""
         if not self.active or self._watcher is not None:
             return
-        self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+        # the watcher is born with the wake-up signal blocked too (a thread inherits its
+        # creator's mask), so it can wait for it; the main thread and its children do not keep it
+        self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, (*HELD_SIGNALS, _WAKE))
         self._stop.clear()
         self._watcher = threading.Thread(target=self._watch, name="drillbook-signals",
                                          daemon=True)
-        self._watcher.start()
+        try:
+            self._watcher.start()
+        finally:
+            if _WAKE not in self._mask:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, (_WAKE,))
 
     def _unblock(self) -> None:
         if self._watcher is None:
             return
         self._stop.set()
+        self._wake()
         self._watcher.join()
         self._watcher = None
         self.poll()
@@ -159,12 +175,18 @@ class DrillSignals:
     def _watch(self) -> None:
         while not self._stop.is_set():
             if self._wanted.is_set():  # poll() is waiting for the lock: let it have it
-                time.sleep(0.001)
+                self._polled.wait(_WATCH_S)
                 continue
             with self._take:
-                info = signal.sigtimedwait(HELD_SIGNALS, 0.01)
-                if info is not None:
+                info = signal.sigtimedwait((*HELD_SIGNALS, _WAKE), _WATCH_S)
+                if info is not None and info.si_signo != _WAKE:
                     self._handle(info.si_signo, None)
+
+    def _wake(self) -> None:
+        """End the watcher's current wait (it gives up the lock, then looks at its flags)."""
+        watcher = self._watcher
+        if watcher is not None and watcher.ident is not None and watcher.is_alive():
+            signal.pthread_kill(watcher.ident, _WAKE)
 
     def __enter__(self) -> Self:
         return self.install()
@@ -177,14 +199,17 @@ class DrillSignals:
     def poll(self) -> list[Received]:
         """Take every held signal still pending, then return all that were received."""
         if self._watcher is not None:
-            # the watcher holds the lock at most one short wait (10 ms), then yields it
+            # the watcher holds the lock while it waits: wake it, and it yields the lock
+            self._polled.clear()
             self._wanted.set()
+            self._wake()
             try:
                 with self._take:
                     while (info := signal.sigtimedwait(HELD_SIGNALS, 0)) is not None:
                         self._handle(info.si_signo, None)
             finally:
                 self._wanted.clear()
+                self._polled.set()
         return self.received
 
     @property

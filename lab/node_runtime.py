@@ -24,7 +24,8 @@ import numpy as np
 
 from lab.netconfig import CONFIG_NAME, ModelConfig
 from lab.netmanifest import MANIFEST_NAME, FormatError, Manifest
-from lab.netweights import FloatArray, forward, load_weights
+from lab.netweights import FloatArray, forward
+from lab.node_fetch import fetch_verified, source_for
 from lab.node_pull import (
     MAX_MANIFEST_BYTES,
     FileCheck,
@@ -32,8 +33,8 @@ from lab.node_pull import (
     StreamingBodyLike,
     describe_error,
     object_key,
-    pull_verified,
 )
+from lab.node_weights import weights_from_buffers
 
 # one logger for every part of the node process, as before the split into modules
 log = logging.getLogger("lab.node")
@@ -290,7 +291,10 @@ class ModelRuntime:
 
         dest.mkdir(parents=True, exist_ok=True)
         (dest / MANIFEST_NAME).write_bytes(raw)
-        checks = pull_verified(self.s3_client, self.bucket, self.prefix, dest, manifest)
+        # into memory, hashed as it arrives, and loaded from there: no file is written or read
+        # again (a new source per pull: presigned URLs expire)
+        checks, data = fetch_verified(source_for(self.s3_client, self.bucket), self.prefix,
+                                      manifest.files)
         bad = [c for c in checks if not c.ok]
         if bad:
             shown = "; ".join(c.describe() for c in bad[:5])
@@ -301,10 +305,10 @@ class ModelRuntime:
                 manifest_sha,
             )
         try:
-            config = ModelConfig.load(dest / CONFIG_NAME)
+            config = ModelConfig.from_json(data[CONFIG_NAME].tobytes())
             if config.name != self.model_name:
                 raise FormatError(f"config is for model {config.name!r}")
-            weights = load_weights(dest, config)
+            weights = weights_from_buffers(data, config)
         except (FormatError, OSError) as exc:
             raise LoadFailed(f"cannot load weights: {exc}", checks, manifest_sha) from exc
         return LoadedModel(

@@ -21,18 +21,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from harness.blast import Touch, TouchKind
 from harness.errors import Inconclusive, StepFailed, TargetUnreachable
-from harness.inventory import Asset, Inventory
+from harness.inventory.model import JobTarget
 from harness.runbook import jobs
-from harness.scenario import RunbookStep, Scenario
+from harness.runbook.drills import BackupJobDrill
+from harness.scenario import RunbookStep
 from harness.targets.restic import read_credentials_file, write_credentials_file
 from harness.targets.rgwadmin import UserInfo
-
-if TYPE_CHECKING:
-    from harness.context import DrillContext
 
 
 @dataclass
@@ -45,29 +43,17 @@ class CredentialState(jobs.BackupJobState):
     inspected: UserInfo | None = None
 
 
-class CredentialExpiry(Scenario):
+class CredentialExpiry(BackupJobDrill[CredentialState]):
     name: ClassVar[str] = "credential-expiry"
     summary: ClassVar[str] = "revoke or suspend the backup account; rotate the key, prove backups"
     variants: ClassVar[tuple[str, ...]] = ("revoked", "suspended")
-    asset_kinds: ClassVar[tuple[str, ...]] = ("model-weights", "lora-adapter", "pipeline-config",
-                                              "dataset")
-    destructive: ClassVar[bool] = True
     blast_radius: ClassVar[str] = ("the backup service account's keys and suspension state; the "
                                    "backup job's credentials file")
     expected_error: ClassVar[tuple[str, ...]] = ("key-revoked", "user-suspended", "wrong-secret",
                                                  "access-denied")
 
-    def __init__(self, ctx: DrillContext) -> None:
-        super().__init__(ctx)
-        self.state = CredentialState()
-
-    @classmethod
-    def applies_to(cls, inventory: Inventory, asset: Asset) -> bool:
-        return super().applies_to(inventory, asset) and jobs.has_job(inventory, "backup", asset)
-
-    @property
-    def admin(self) -> jobs.RgwAdminAPI:
-        return jobs.rgw_admin(self.ctx, self.state.job_target)
+    def new_state(self) -> CredentialState:
+        return CredentialState()
 
     @property
     def credentials_file(self) -> Path:
@@ -80,22 +66,17 @@ class CredentialExpiry(Scenario):
         assert self.state.found_user is not None  # read in preflight
         return self.state.found_user
 
-    def touches(self) -> list[Touch]:
-        """The backup job (stopped, re-run) and the service account the fault changes."""
-        job = jobs.backup_job_for(self.ctx)
-        out = jobs.backup_job_touches(self.ctx)
-        if job.admin is not None and job.service_account is not None:
-            out.append(Touch(job.admin, TouchKind.ACCOUNT, job.service_account))
-        return out
+    def fault_touch(self, job: JobTarget) -> Touch | None:
+        if job.service_account is None:
+            return None
+        return Touch(job.admin or "", TouchKind.ACCOUNT, job.service_account)
 
-    def preflight(self) -> None:
+    def check_job(self, job: JobTarget) -> None:
         s = self.state
-        jobs.require_backup_job(self.ctx, s)
-        jt = s.job_target
-        if jt.service_account is None or jt.credentials_file is None:
-            raise Inconclusive(f"job {jt.name} names no service_account or credentials_file")
-        s.uid = jt.service_account
-        creds = read_credentials_file(jt.credentials_file)
+        if job.service_account is None or job.credentials_file is None:
+            raise Inconclusive(f"job {job.name} names no service_account or credentials_file")
+        s.uid = job.service_account
+        creds = read_credentials_file(job.credentials_file)
         s.found_key = (creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"])
         s.found_user = self.admin.user_info(s.uid)
         if s.found_user.suspended:
@@ -118,18 +99,13 @@ class CredentialExpiry(Scenario):
             self.admin.suspend(s.uid)
         self.ctx.event("fault.credentials", uid=s.uid, variant=self.ctx.variant)
 
-    def detect(self) -> bool:
-        return jobs.backup_failed(self.ctx, self.state)
-
-    def runbook(self) -> list[RunbookStep]:
+    def remedy(self) -> list[RunbookStep]:
         return [
-            jobs.classify_error_step(self.ctx, self.state, self.expected_error),
             RunbookStep("inspect-account", self.inspect, "radosgw-admin user info"),
             RunbookStep("rotate-key", self.rotate, "re-enable if suspended; a new key"),
             RunbookStep("update-credentials", self.update_credentials,
                         "write the new key where the backup job reads it"),
             RunbookStep("retire-old-key", self.retire_old_key, "the old key stops working"),
-            *jobs.backup_proof_steps(self.ctx, self.state),
         ]
 
     def inspect(self) -> None:

@@ -20,18 +20,16 @@ Revert sets the bucket's quota back as found. The backup-job steps are harness/r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from harness.blast import Touch, TouchKind
 from harness.errors import Inconclusive, StepFailed
-from harness.inventory import Asset, Inventory
+from harness.inventory.model import JobTarget
 from harness.runbook import jobs
-from harness.scenario import RunbookStep, Scenario
+from harness.runbook.drills import BackupJobDrill
+from harness.scenario import RunbookStep
 from harness.targets.restic import read_credentials_file
 from harness.targets.rgwadmin import Quota
-
-if TYPE_CHECKING:
-    from harness.context import DrillContext
 
 MiB = 1024 * 1024
 
@@ -45,27 +43,15 @@ class CapacityState(jobs.BackupJobState):
     capacity: dict[str, Any] = field(default_factory=dict)
 
 
-class StorageFull(Scenario):
+class StorageFull(BackupJobDrill[CapacityState]):
     name: ClassVar[str] = "storage-full"
     summary: ClassVar[str] = "fill the backup target (quota); apply retention or raise capacity"
     variants: ClassVar[tuple[str, ...]] = ("raise-quota", "retention")
-    asset_kinds: ClassVar[tuple[str, ...]] = ("model-weights", "lora-adapter", "pipeline-config",
-                                              "dataset")
-    destructive: ClassVar[bool] = True
     blast_radius: ClassVar[str] = "the quota of the bucket the backup job writes"
     expected_error: ClassVar[tuple[str, ...]] = ("quota-exceeded",)
 
-    def __init__(self, ctx: DrillContext) -> None:
-        super().__init__(ctx)
-        self.state = CapacityState()
-
-    @classmethod
-    def applies_to(cls, inventory: Inventory, asset: Asset) -> bool:
-        return super().applies_to(inventory, asset) and jobs.has_job(inventory, "backup", asset)
-
-    @property
-    def admin(self) -> jobs.RgwAdminAPI:
-        return jobs.rgw_admin(self.ctx, self.state.job_target)
+    def new_state(self) -> CapacityState:
+        return CapacityState()
 
     @property
     def found_quota(self) -> Quota:
@@ -77,24 +63,16 @@ class StorageFull(Scenario):
         assert self.state.fault_quota is not None  # set by inject
         return self.state.fault_quota
 
-    def touches(self) -> list[Touch]:
-        """The backup job (stopped, re-run) and the quota of the bucket it writes."""
-        job = jobs.backup_job_for(self.ctx)
-        out = jobs.backup_job_touches(self.ctx)
-        if job.admin is not None and job.bucket is not None:
-            out.append(Touch(job.admin, TouchKind.QUOTA, job.bucket))
-        return out
+    def fault_touch(self, job: JobTarget) -> Touch | None:
+        return None if job.bucket is None else Touch(job.admin or "", TouchKind.QUOTA, job.bucket)
 
-    def preflight(self) -> None:
-        s = self.state
-        jobs.require_backup_job(self.ctx, s)
-        jt = s.job_target
-        if jt.bucket is None:
-            raise Inconclusive(f"job {jt.name} names no bucket it writes")
-        if self.ctx.variant == "retention" and jt.keep_last is None:
-            raise Inconclusive(f"job {jt.name} has no retention policy (keep_last)")
-        s.bucket = jt.bucket
-        s.found_quota = self.admin.bucket_quota(s.bucket)
+    def check_job(self, job: JobTarget) -> None:
+        if job.bucket is None:
+            raise Inconclusive(f"job {job.name} names no bucket it writes")
+        if self.ctx.variant == "retention" and job.keep_last is None:
+            raise Inconclusive(f"job {job.name} has no retention policy (keep_last)")
+        self.state.bucket = job.bucket
+        self.state.found_quota = self.admin.bucket_quota(job.bucket)
 
     def baseline(self) -> None:
         s = self.state
@@ -111,20 +89,12 @@ class StorageFull(Scenario):
         s.capacity["fault_quota"] = s.fault_quota.__dict__
         self.ctx.event("fault.quota", bucket=s.bucket, max_size=size)
 
-    def detect(self) -> bool:
-        return jobs.backup_failed(self.ctx, self.state)
-
-    def runbook(self) -> list[RunbookStep]:
-        remedy = (RunbookStep("raise-quota", self.raise_quota, "more capacity")
-                  if self.ctx.variant == "raise-quota" else
-                  RunbookStep("apply-retention", self.apply_retention,
-                              "forget --prune, purge what it deleted"))
-        return [
-            jobs.classify_error_step(self.ctx, self.state, self.expected_error),
-            RunbookStep("inspect-capacity", self.inspect, "quota and usage"),
-            remedy,
-            *jobs.backup_proof_steps(self.ctx, self.state),
-        ]
+    def remedy(self) -> list[RunbookStep]:
+        fix = (RunbookStep("raise-quota", self.raise_quota, "more capacity")
+               if self.ctx.variant == "raise-quota" else
+               RunbookStep("apply-retention", self.apply_retention,
+                           "forget --prune, purge what it deleted"))
+        return [RunbookStep("inspect-capacity", self.inspect, "quota and usage"), fix]
 
     def inspect(self) -> None:
         s = self.state

@@ -232,18 +232,30 @@ def test_walk_any_value_gives_no_traceback(world: dict[str, Path], stand_ins: No
     assert seen[3] > 0
 
 
-@pytest.mark.parametrize("argv", [
+REPORTED = [
     ["run", "artifact-deletion", "--evidence-dir", "/etc/passwd"],
     ["run", "artifact-deletion", "--variant", ""],
     ["history", "--tolerance", "-5"],
     ["drill", "--random-tier1", "--seed", "soon"],
     ["lab", "--dir", "/etc/passwd", "status"],
     ["verify", "/nonexistent/drill"],
-])
-def test_the_reported_command_lines_exit_3_without_a_traceback(argv: list[str],
-                                                               tmp_path: Path) -> None:
+]
+
+
+@pytest.mark.parametrize("argv", REPORTED)
+def test_the_reported_command_lines_exit_3_without_a_traceback(
+        argv: list[str], stand_ins: None) -> None:
+    """In process (cli.main is the command's entry point; the process itself: below)."""
+    code, err, reached = invoke(argv)
+    assert code == 3 and not reached, err
+    assert "Traceback" not in err and "drillbook: " in err, err
+
+
+def test_the_drillbook_command_exits_3_without_a_traceback(tmp_path: Path) -> None:
+    """One reported command line through the installed ``drillbook`` command, as a process:
+    the entry point turns main()'s exit code into the process's, with no traceback."""
     exe = Path(sys.executable).with_name("drillbook")
-    proc = subprocess.run([str(exe), *argv], capture_output=True, text=True, timeout=60,
+    proc = subprocess.run([str(exe), *REPORTED[4]], capture_output=True, text=True, timeout=60,
                           cwd=tmp_path, check=False)
     assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr and "drillbook: " in proc.stderr, proc.stderr

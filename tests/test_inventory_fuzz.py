@@ -5,7 +5,9 @@ traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import math
 import os
 import re
@@ -24,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from inventory_samples import BAD_FILES, dump, lab_like
 
+from harness import cli
 from harness.errors import InventoryError
 from harness.inventory import Inventory, load_inventory
 
@@ -171,11 +174,20 @@ def _mutate(doc: dict[str, Any], path: tuple[Any, ...], how: str, value: Any) ->
     return new
 
 
-#: deterministic (the same inputs on every run), no example database written, no deadline
-#: (each load is bounded by load_bounded instead)
-FUZZ: dict[str, Any] = {"deadline": None, "database": None, "derandomize": True,
+#: no example database written, no deadline (each load is bounded by load_bounded instead);
+#: how many examples and whether they are the same on every run come from the hypothesis profile
+#: (conftest.py: "dev", deterministic, by default; "nightly", deeper and new inputs each run)
+FUZZ: dict[str, Any] = {"deadline": None, "database": None,
                         "suppress_health_check": [HealthCheck.function_scoped_fixture,
                                                   HealthCheck.too_slow]}
+STRUCTURE_N = settings.default.max_examples
+BYTES_N = STRUCTURE_N * 3 // 2  # byte mutations are cheaper: most are rejected while parsing
+
+
+def enough(n: int) -> int:
+    """How many inputs a property must have seen: hypothesis may stop a little short of
+    max_examples when it has run out of new inputs, never far."""
+    return n * 7 // 8
 
 
 def check_counts(kind: str, at_least: int) -> None:
@@ -189,10 +201,10 @@ def check_counts(kind: str, at_least: int) -> None:
 
 def test_structure_mutations_load_or_are_located(base: tuple[Path, dict[str, Any]]) -> None:
     structure_fuzz(base=base)
-    check_counts("structure", 350)
+    check_counts("structure", enough(STRUCTURE_N))
 
 
-@settings(max_examples=400, **FUZZ)
+@settings(max_examples=STRUCTURE_N, **FUZZ)
 @given(data=st.data())
 def structure_fuzz(data: st.DataObject, base: tuple[Path, dict[str, Any]]) -> None:
     path, doc = base
@@ -221,10 +233,10 @@ SNIPPETS = [b"\x00", b"\xff\xfe", b"\xc3", b"\x85", b"\t", b"&a ", b"*a", b"*zz"
 
 def test_byte_mutations_load_or_are_located(base: tuple[Path, dict[str, Any]]) -> None:
     byte_fuzz(base=base)
-    check_counts("bytes", 550)
+    check_counts("bytes", enough(BYTES_N))
 
 
-@settings(max_examples=600, **FUZZ)
+@settings(max_examples=BYTES_N, **FUZZ)
 @given(data=st.data())
 def byte_fuzz(data: st.DataObject, base: tuple[Path, dict[str, Any]]) -> None:
     path, _ = base
@@ -253,19 +265,34 @@ CLI_CASES = ["not-utf8", "nul", "billion-laughs", "recursive-alias", "deep", "no
              "bad-date"]
 
 
-def test_inventory_check_exits_3_with_a_located_message(tmp_path: Path) -> None:
+def _check_cli_output(code: int, stderr: str, path: Path) -> None:
+    assert code == 3, (path.name, stderr)
+    assert "Traceback" not in stderr, stderr
+    line = stderr.strip().splitlines()[-1]
+    m = _MESSAGE.match(line.removeprefix("drillbook: "))
+    assert m is not None and m["file"] == str(path), line
+    COUNTS["cli_checked"] += 1
+
+
+@pytest.mark.parametrize("name", CLI_CASES)
+def test_inventory_check_exits_3_with_a_located_message(name: str, tmp_path: Path) -> None:
+    """In process: what the command says and its exit code (the process itself: below)."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_bytes(BAD_FILES[name])
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = cli.main(["inventory", "check", str(path)])
+    _check_cli_output(code, err.getvalue(), path)
+
+
+def test_the_drillbook_command_exits_3_for_a_hostile_inventory(tmp_path: Path) -> None:
+    """The installed command, as a process: its exit status and its last stderr line."""
     exe = Path(sys.executable).with_name("drillbook")
-    for name in CLI_CASES:
-        path = tmp_path / f"{name}.yaml"
-        path.write_bytes(BAD_FILES[name])
-        t0 = time.monotonic()
-        proc = subprocess.run([str(exe), "inventory", "check", str(path)], capture_output=True,
-                              text=True, timeout=60, check=False)
-        elapsed = time.monotonic() - t0
-        assert proc.returncode == 3, (name, proc.stderr)
-        assert "Traceback" not in proc.stderr, proc.stderr
-        line = proc.stderr.strip().splitlines()[-1]
-        m = _MESSAGE.match(line.removeprefix("drillbook: "))
-        assert m is not None and m["file"] == str(path), line
-        COUNTS["cli_checked"] += 1
-        assert elapsed < 30, (name, elapsed)  # interpreter start-up included, on a busy machine
+    path = tmp_path / "billion-laughs.yaml"
+    path.write_bytes(BAD_FILES["billion-laughs"])
+    t0 = time.monotonic()
+    proc = subprocess.run([str(exe), "inventory", "check", str(path)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    elapsed = time.monotonic() - t0
+    _check_cli_output(proc.returncode, proc.stderr, path)
+    assert elapsed < 30, elapsed  # interpreter start-up included, on a busy machine

@@ -36,16 +36,22 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class FakeBody:
-    """Streams a local file like botocore's StreamingBody, recording each read size."""
+    """Streams a local file (or bytes ``[start, end)`` of it) like botocore's StreamingBody,
+    recording each read size."""
 
-    def __init__(self, path: Path, reads: list[int | None], served: list[int]) -> None:
+    def __init__(self, path: Path, reads: list[int | None], served: list[int],
+                 start: int = 0, end: int | None = None) -> None:
         self._fh = path.open("rb")
+        self._fh.seek(start)
+        self._left = (path.stat().st_size if end is None else end) - start
         self._reads = reads
         self._served = served
 
     def read(self, amt: int | None = None) -> bytes:
         self._reads.append(amt)
-        data = self._fh.read() if amt is None else self._fh.read(amt)
+        want = self._left if amt is None else min(amt, self._left)
+        data = self._fh.read(want)
+        self._left -= len(data)
         self._served[0] += len(data)
         return data
 
@@ -64,7 +70,7 @@ class FakeS3:
         self.served: dict[str, list[int]] = {}
         self.calls: list[str] = []
 
-    def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
+    def get_object(self, *, Bucket: str, Key: str, Range: str | None = None) -> dict[str, Any]:
         self.calls.append(Key)
         if self.gate is not None:
             self.waiting.set()
@@ -77,7 +83,22 @@ class FakeS3:
             )
         reads = self.reads.setdefault(Key, [])
         served = self.served.setdefault(Key, [0])
-        return {"Body": FakeBody(path, reads, served), "ContentLength": path.stat().st_size}
+        size = path.stat().st_size
+        if Range is None:
+            return {"Body": FakeBody(path, reads, served), "ContentLength": size}
+        m = re.fullmatch(r"bytes=(\d+)-(\d+)", Range)
+        assert m, Range
+        start, last = int(m.group(1)), int(m.group(2))
+        if start >= size:  # as S3 answers a range past the end: 416 with the real size
+            raise ClientError(
+                {"Error": {"Code": "InvalidRange", "Message": "The requested range is not "
+                           "satisfiable"},
+                 "ResponseMetadata": {"HTTPHeaders": {"content-range": f"bytes */{size}"}}},
+                "GetObject",
+            )
+        end = min(size, last + 1)
+        return {"Body": FakeBody(path, reads, served, start, end), "ContentLength": end - start,
+                "ContentRange": f"bytes {start}-{end - 1}/{size}"}
 
 
 @pytest.fixture(scope="module")
