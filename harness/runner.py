@@ -23,6 +23,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import pluggy
+
 from harness import hooks, lease
 from harness.blast import Fence, Touch, describe_all
 from harness.context import Adapters, DrillContext, Progress
@@ -119,6 +121,11 @@ def run_drill(inventory: Inventory, req: DrillRequest, *,
     ``adapters`` hands in adapters by target name (fakes, a site's own clients); the rest are
     built from the inventory."""
     req = dataclasses.replace(req, params=validate_request(inventory, req))
+    try:
+        hooks.manager()  # a site's plug-in that does not match refuses the drill up front
+    except pluggy.PluginValidationError as exc:
+        raise UsageError(f"a {hooks.ENTRY_POINT_GROUP} plug-in does not match drillbook's "
+                         f"hooks: {exc}") from exc
     signals = DrillSignals().install()
     try:
         result = _run_drill(inventory, req, signals, overrides, clock or Clock(), progress, sink,
