@@ -1,5 +1,6 @@
 # make drill: set everything up on a fresh machine and run the main drill on the embedded lab.
-# make test:  set everything up and run the test suite (unit + integration against the lab).
+# make test:  set everything up and run the test suite (lab-free tests on every core, then the
+#             integration tests against the lab).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -32,8 +33,13 @@ endif
 drill-quarterly:
 	$(MAKE) drill QUARTERLY=1
 
+# Two runs: the lab-free tests on every core (pytest-xdist), then the lab tests in one process
+# (they share the one lab a session fixture starts). Both always run; either failing fails.
 test: setup test-deps typecheck
-	$(BIN)/python -m pytest -q
+	@rc=0; \
+	$(BIN)/python -m pytest -q -m "not lab" -n auto || rc=$$?; \
+	$(BIN)/python -m pytest -q -m lab || rc=$$?; \
+	exit $$rc
 
 # The library and the README's example scenario (what a site's own `mypy --strict` sees).
 typecheck: venv

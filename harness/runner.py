@@ -21,8 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
-from harness import lease
+import pluggy
+
+from harness import hooks, lease
 from harness.blast import Fence, Touch, describe_all
 from harness.context import Adapters, DrillContext, Progress
 from harness.errors import GuardRefused, Inconclusive, UsageError
@@ -80,6 +83,8 @@ class DrillResult:
     evidence: Evidence
     directory: Path
     interrupted: bool
+    #: what site hooks (harness/hooks.py) raised after the evidence was sealed
+    hook_errors: tuple[str, ...] = ()
 
 
 def new_drill_id(clock: Clock, scenario: str) -> str:
@@ -119,6 +124,11 @@ def run_drill(inventory: Inventory, req: DrillRequest, *,
     req = dataclasses.replace(req, scenario=implementation(inventory, req.scenario, req.asset_id,
                                                            req.variant))
     req = dataclasses.replace(req, params=validate_request(inventory, req))
+    try:
+        hooks.manager()  # a site's plug-in that does not match refuses the drill up front
+    except pluggy.PluginValidationError as exc:
+        raise UsageError(f"a {hooks.ENTRY_POINT_GROUP} plug-in does not match drillbook's "
+                         f"hooks: {exc}") from exc
     signals = DrillSignals().install()
     try:
         result = _run_drill(inventory, req, signals, overrides, clock or Clock(), progress, sink,
@@ -154,6 +164,8 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
                  asset=asset.id, inventory=str(inventory.path), dry_run=req.dry_run,
                  params=ctx.params.to_json(), param_sources=dict(ctx.params.sources))
     progress(f"drill {drill_id}: {req.scenario.name} ({req.variant}) on {asset.id}")
+    _hook(ctx, "drillbook_drill_started", drill_id=drill_id, scenario=req.scenario.name,
+          variant=req.variant, asset=asset.id, site=inventory.site)
     # the engine's own adapters: leases are written outside any scenario's blast radius
     own = Adapters(inventory, work_dir)
     leases = lease.DrillLeases(
@@ -237,7 +249,27 @@ def _run_drill(inventory: Inventory, req: DrillRequest, signals: DrillSignals,
             leases.release()
         for problem in leases.problems:
             progress(f"lease: {problem}")
-    return DrillResult(evidence, out_dir, interrupted)
+    return DrillResult(evidence, out_dir, interrupted, _observe(evidence, progress))
+
+
+def _hook(ctx: DrillContext, name: str, **kwargs: Any) -> None:
+    """A site hook during the drill: an exception in it is a deviation in the evidence (and
+    its traceback in the journal), never a change of verdict."""
+    def report(text: str, trace: str) -> None:
+        ctx.journal.note("traceback", hook=name, text=trace)
+        ctx.deviation(text)
+    hooks.call(name, report, **kwargs)
+
+
+def _observe(evidence: Evidence, progress: Progress) -> tuple[str, ...]:
+    """The sealed evidence to the site's hooks: each objective, then the verdict. The evidence
+    cannot change any more, so a hook that raises is said on the progress stream."""
+    def report(text: str, trace: str) -> None:
+        progress(f"{text}\n{trace}")
+    errors = [e for o in evidence.objectives for e in hooks.call(
+        "drillbook_objective", report, drill_id=evidence.drill_id, objective=o)]
+    errors += hooks.call("drillbook_verdict", report, evidence=evidence)
+    return tuple(errors)
 
 
 def _checks_held(ctx: DrillContext) -> bool:
@@ -289,6 +321,7 @@ def _phase(ctx: DrillContext, phase: Phase, signals: DrillSignals | None = None)
     ctx.phase = phase
     ctx.event(f"phase.{phase.value}")
     ctx.progress(f"{phase.value}")
+    _hook(ctx, "drillbook_phase_started", drill_id=ctx.drill_id, phase=phase.value)
 
 
 def _detect(ctx: DrillContext, scenario: Scenario, signals: DrillSignals) -> None:

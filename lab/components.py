@@ -37,7 +37,7 @@ def _data() -> LabComponent:
 
 
 def _postgres() -> LabComponent:
-    from lab.postgres import PostgresComponent  # imported late: it imports lab.stack
+    from lab.postgres_component import PostgresComponent  # imported late: it imports lab.stack
     return PostgresComponent()
 
 

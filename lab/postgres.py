@@ -18,6 +18,9 @@ backup-loop``) runs while the lab runs: every period it takes a consistent ``pg_
 registered database with the checksums of its tables taken in the same snapshot, and uploads both
 to the secondary site's bucket with the backup service account (harness.targets.s3), so restore
 points carry real timestamps.
+
+The lab component that starts and stops all of this (and writes its part of the lab's
+inventory) is :mod:`lab.postgres_component`; ``python -m lab.postgres backup-loop`` stays here.
 """
 
 from __future__ import annotations
@@ -40,7 +43,6 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from psycopg import sql
 
@@ -48,9 +50,8 @@ from harness.errors import DrillbookError
 from harness.inventory import PostgresTarget, Secret
 from harness.targets.database import Database, DumpCatalog, DumpRecord
 from harness.targets.s3 import S3Store
-from lab.ceph import DaemonState
 from lab.components import Progress
-from lab.procs import free_port, live_pid, spawn_detached, write_json
+from lab.procs import free_port, write_json
 from lab.stack import SECONDARY_BUCKET, Lab
 
 PG_USER = "nobody"
@@ -347,7 +348,7 @@ def catalog(lab: Lab, job: BackupJob) -> DumpCatalog:
 
 
 @contextlib.contextmanager
-def _backup_lock(lab_root: Path) -> Iterator[None]:
+def backup_lock(lab_root: Path) -> Iterator[None]:
     """One dump at a time per lab: the scheduled job and a manual backup never overlap."""
     path = lab_root / "postgres" / "backup.lock"
     with path.open("a") as fh:
@@ -362,7 +363,7 @@ def backup_database(lab: Lab, database: str) -> DumpRecord:
     """Dump one database now and publish it to the secondary site; returns the restore point."""
     job = load_jobs(lab.root)[database]
     server = PostgresServer(lab.root)
-    with _backup_lock(lab.root), tempfile.TemporaryDirectory(dir=server.root) as tmp:
+    with backup_lock(lab.root), tempfile.TemporaryDirectory(dir=server.root) as tmp:
         info = server.db().dump(database, Path(tmp) / f"{database}.dump")
         cat = catalog(lab, job)
         record = cat.publish(info)
@@ -404,105 +405,6 @@ def backup_loop(lab_root: Path, period_s: float) -> None:
                 print(f"{datetime.now(UTC).isoformat()} dump of {name} failed: "
                       f"{type(exc).__name__}: {exc}", flush=True)
         time.sleep(1.0)
-
-
-# --- the lab component -------------------------------------------------------------------------------
-
-
-class PostgresComponent:
-    """PostgreSQL, the annotations database and the database backup job."""
-
-    name = "postgres"
-
-    def server(self, lab: Lab) -> PostgresServer:
-        return PostgresServer(lab.root)
-
-    @staticmethod
-    def scheduler_pid_file(lab: Lab) -> Path:
-        return lab.root / "postgres" / "backup-loop.pid"
-
-    def scheduler_pid(self, lab: Lab) -> int | None:
-        return live_pid(self.scheduler_pid_file(lab), b"lab.postgres", str(lab.root).encode())
-
-    def up(self, lab: Lab, progress: Progress) -> None:
-        server = self.server(lab)
-        progress(f"lab: PostgreSQL on 127.0.0.1:{server.state.port} (as {PG_USER})")
-        server.start()
-        server.ensure_role(ANNOTATOR_ROLE)
-        job = BackupJob(ANNOTATIONS_DB, f"{DUMP_PREFIX}{ANNOTATIONS_DB}/")
-        if may_create_database(lab, server.db(), ANNOTATIONS_DB, catalog(lab, job), progress) \
-                and server.ensure_database(ANNOTATIONS_DB, ANNOTATOR_ROLE):
-            progress("lab: seeding the annotations database")
-            seed_annotations(server.db(ANNOTATOR_ROLE))
-        register_job(lab.root, job)
-        if server.db().exists(ANNOTATIONS_DB) and not catalog(lab, job).has_records():
-            rec = backup_database(lab, ANNOTATIONS_DB)
-            progress(f"lab: first dump of {ANNOTATIONS_DB} at {rec.created.isoformat()}")
-        self.start_scheduler(lab)
-
-    def start_scheduler(self, lab: Lab) -> None:
-        if self.scheduler_pid(lab) is not None:
-            return
-        pid = spawn_detached(
-            [sys.executable, "-m", "lab.postgres", "backup-loop", "--lab-root", str(lab.root),
-             "--period", str(BACKUP_PERIOD_S)],
-            log=lab.root / "log" / "db-backups.log", env=dict(os.environ),
-            cwd=Path(__file__).resolve().parent.parent)
-        self.scheduler_pid_file(lab).write_text(str(pid))
-        (lab.root / "postgres" / "backup-period").write_text(f"{BACKUP_PERIOD_S:g}")
-
-    def stop_scheduler(self, lab: Lab) -> None:
-        pid = self.scheduler_pid(lab)
-        if pid is None:
-            return
-        # holding the lock: never cut a dump in half
-        with _backup_lock(lab.root), contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        for _ in range(50):
-            if self.scheduler_pid(lab) is None:
-                return
-            time.sleep(0.1)
-
-    def down(self, lab: Lab) -> None:
-        self.stop_scheduler(lab)
-        self.server(lab).stop()
-
-    def status(self, lab: Lab) -> list[DaemonState]:
-        server = self.server(lab)
-        pid = server.pid()
-        ready = pid is not None and server.ready()
-        sched = self.scheduler_pid(lab)
-        return [
-            DaemonState("postgres", pid, ready,
-                        f"127.0.0.1:{server.state.port} {'ready' if ready else 'down'}"),
-            DaemonState("db-backups", sched, sched is not None,
-                        f"pg_dump every {_period(lab)} s of "
-                        f"{', '.join(load_jobs(lab.root)) or 'nothing'}"),
-        ]
-
-    def contribute(self, lab: Lab, inventory: dict[str, Any]) -> None:
-        server = self.server(lab)
-        s = lab.state
-        inventory["targets"][TARGET] = {
-            "kind": "postgres", "host": "127.0.0.1", "port": server.state.port,
-            "user": SUPERUSER, "password": server.state.superuser_password, "drill_safe": True}
-        inventory["targets"][DUMP_STORE] = {
-            "kind": "s3", "endpoint": lab.ceph.endpoint, "region": "default",
-            "access_key": s.backup_key, "secret_key": s.backup_secret, "drill_safe": False}
-        inventory["assets"].append({
-            "id": ANNOTATIONS_ASSET, "tier": 1, "kind": "annotation-db", "store": TARGET,
-            "database": ANNOTATIONS_DB, "backup": DUMP_STORE, "bucket": SECONDARY_BUCKET,
-            "prefix": f"{DUMP_PREFIX}{ANNOTATIONS_DB}/"})
-        # dumps every BACKUP_PERIOD_S: a restore point is at most one period (plus a dump) old
-        inventory["objectives"].setdefault("assets", {})[ANNOTATIONS_ASSET] = {
-            "rto_s": 120, "rpo_s": max(300, 3 * BACKUP_PERIOD_S)}
-
-
-def _period(lab: Lab) -> str:
-    try:
-        return (lab.root / "postgres" / "backup-period").read_text().strip()
-    except OSError:
-        return "?"
 
 
 def _tail(path: Path, lines: int = 20) -> str:

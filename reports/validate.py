@@ -28,14 +28,20 @@ def evidence_schema() -> dict[str, Any]:
     return schema
 
 
-def schema_errors(doc: dict[str, Any]) -> list[str]:
-    """Every mismatch, as 'path: message'; [] when the document is valid."""
+@functools.cache
+def _validator() -> Any:
+    # built once per process: every rendering validates twice, and building the validator
+    # (compiling the schema's references and format checks) costs more than validating
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(evidence_schema(),
-                                                format_checker=jsonschema.FormatChecker())
+    return jsonschema.Draft202012Validator(evidence_schema(),
+                                           format_checker=jsonschema.FormatChecker())
+
+
+def schema_errors(doc: dict[str, Any]) -> list[str]:
+    """Every mismatch, as 'path: message'; [] when the document is valid."""
     out = []
-    for err in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path)):
+    for err in sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path)):
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
         out.append(f"{where}: {err.message}")
     return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import subprocess
 import sys
@@ -20,13 +21,18 @@ import pytest
 from inventory_samples import dump, lab_like
 from test_evidence import scripted
 
+import harness.cli.drills
+import harness.cli.tools
 import harness.gc
 import harness.recover
+import harness.scenario
 import harness.session
 import lab.stack
 import scenarios.random_tier1
 from harness import cli
 from harness import cli_args as a
+from harness.inventory import load_inventory
+from harness.scenario import Scenario
 from reports.findings import STATUSES
 
 DOCUMENTED_EXITS = {0, 1, 2, 3}
@@ -148,8 +154,23 @@ def with_value(argv: list[str], leaf: Leaf, action: argparse.Action, value: str)
     return out + [f"{opt}={value}"]
 
 
+@pytest.fixture(scope="module")
+def installed() -> dict[str, type[Scenario]]:
+    return harness.scenario.discover()
+
+
 @pytest.fixture
-def stand_ins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, world: dict[str, Path]) -> None:
+def stand_ins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, world: dict[str, Path],
+              installed: dict[str, type[Scenario]]) -> None:
+    # the walk runs the command hundreds of times with one set of installed scenarios and one
+    # inventory: scan the installed distributions once, and parse each inventory path once (a
+    # path that fails to load is tried each time: errors are not cached). Discovery and loading
+    # have tests of their own; here they were most of the time.
+    for module in (harness.scenario, harness.session, harness.cli.drills):
+        monkeypatch.setattr(module, "discover", lambda: dict(installed))
+    loads = functools.lru_cache(maxsize=None)(load_inventory)
+    for module in (harness.cli.drills, harness.cli.tools):
+        monkeypatch.setattr(module, "load_inventory", loads)
     monkeypatch.setattr(harness.session, "run_drill", _reached)
     monkeypatch.setattr(scenarios.random_tier1, "run_random_tier1", _reached)
     monkeypatch.setattr(lab.stack, "Lab", _reached)

@@ -29,7 +29,7 @@ from harness.params import ParamValues
 from harness.runner import DrillRequest, StepOverride, run_drill
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "registry-alias"))
-from drillbook_registry_alias import RegistryAliasDrift  # noqa: E402
+from drillbook_registry_alias import RegistryAliasDrift
 
 ASSET = "lab-mlp-registry"
 

@@ -56,6 +56,9 @@ class FakeEndpoint:
         self.advance = advance
         self.unreachable = False
         self.loads = 0
+        #: called with the files of each load that verified (path in the manifest -> bytes): a
+        #: test's stand-in for the node writing its pull into a cache (see harness/fakes/host.py)
+        self.pulled: Callable[[dict[str, bytes]], None] | None = None
         self._weights: str | None = None  # digest of what was loaded
         self._state = "unloaded"
 
@@ -98,6 +101,7 @@ class FakeEndpoint:
         except ValueError as exc:
             return self._failed(str(exc))
         digest = hashlib.sha256(raw)
+        files: dict[str, bytes] = {}
         for f in manifest.files:
             data = self.store.read_bytes(self.bucket, self.prefix + f.path)
             if data is None:
@@ -105,6 +109,9 @@ class FakeEndpoint:
             if hashlib.sha256(data).hexdigest() != f.sha256:
                 return self._failed(f"sha256 mismatch for {f.path}")
             digest.update(data)
+            files[f.path] = data
+        if self.pulled is not None:
+            self.pulled(files)
         self._weights, self._state = digest.hexdigest(), "ready"
         return True, "loaded"
 
