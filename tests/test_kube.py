@@ -8,6 +8,7 @@ after 410 Gone, error translation, and the controller behaviour drills rely on.
 
 from __future__ import annotations
 
+import time
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -250,6 +251,33 @@ def test_watch_relists_after_410_gone(api: KubeApi, kube: KubeCluster) -> None:
     assert any(b.get("type") == "ERROR" and b["object"]["code"] == 410
                for _, b in api.responses)
     check_served(api)
+
+
+def test_a_relist_hands_on_what_the_watch_missed(api: KubeApi, kube: KubeCluster) -> None:
+    """A pod deleted while the watch was behind the history reaches ``on_event`` as DELETED
+    after the relist (a drill's pod watch counts lost pods from these events)."""
+    pods = [p for p in api.store.objects.get("pods", {})]
+    assert pods, "the lab cluster runs pods"
+    ns, name = pods[0].split("/")
+    seen: list[tuple[str, str]] = []
+    calls: list[int] = []
+
+    def done(cache: dict[str, object]) -> bool:
+        calls.append(len(cache))
+        if len(calls) == 1:
+            with api.store.cond:
+                api.store.delete("pods", ns, name)
+            end = time.monotonic() + 10  # graceful: gone once its kubelet has stopped it
+            while f"{ns}/{name}" in api.store.objects["pods"] and time.monotonic() < end:
+                time.sleep(0.02)
+            api.store.compact()
+            return False
+        return f"{ns}/{name}" not in cache
+
+    assert kube.watch_until("pods", kube.core.list_pod_for_all_namespaces, done, 10,
+                            on_event=lambda kind, o: seen.append((kind, o.metadata.name)))
+    assert kube.relists == 1
+    assert ("DELETED", name) in seen
 
 
 def test_wait_node_sees_notready_from_missed_heartbeats(api: KubeApi, kube: KubeCluster) -> None:

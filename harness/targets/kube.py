@@ -361,11 +361,17 @@ class KubeCluster:
                     **kwargs: Any) -> bool:
         """List, then watch from the list's resourceVersion, keeping a cache of the objects by
         namespace/name; True as soon as ``done(cache)`` holds, False at the deadline. A 410
-        Gone (the watch fell behind the server's history) lists again and resumes."""
+        Gone (the watch fell behind the server's history) lists again and resumes; what changed
+        in the gap is handed to ``on_event`` as the events it missed, as an informer does (an
+        object gone from the new list as DELETED, with its last state known)."""
         end = self.clock() + timeout_s
+        cache: dict[str, Any] | None = None
         while True:
             lst = self._call(what, lambda: list_fn(_request_timeout=self.timeout, **kwargs))
-            cache = {_obj_key(o): o for o in lst.items}
+            fresh = {_obj_key(o): o for o in lst.items}
+            if cache is not None and on_event is not None:
+                _replay_gap(cache, fresh, on_event)
+            cache = fresh
             if done(cache):
                 return True
             rv = lst.metadata.resource_version
@@ -460,3 +466,23 @@ def _retry_after(exc: ApiException) -> float | None:
         return float(raw) if raw is not None else None
     except ValueError:
         return None
+
+
+def _replay_gap(old: dict[str, Any], new: dict[str, Any],
+                on_event: Callable[[str, Any], None]) -> None:
+    """The events a watch missed between two lists: objects that appeared (ADDED), changed
+    (MODIFIED, by resourceVersion) or disappeared (DELETED, with the last state seen)."""
+    for key, obj in new.items():
+        before = old.get(key)
+        if before is None:
+            on_event("ADDED", obj)
+        elif _rv(before) != _rv(obj):
+            on_event("MODIFIED", obj)
+    for key, obj in old.items():
+        if key not in new:
+            on_event("DELETED", obj)
+
+
+def _rv(obj: Any) -> str | None:
+    rv: str | None = obj.metadata.resource_version
+    return rv
