@@ -8,8 +8,8 @@ after 410 Gone, error translation, and the controller behaviour drills rely on.
 
 from __future__ import annotations
 
-import time
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
