@@ -25,7 +25,7 @@ import numpy as np
 from lab.netconfig import CONFIG_NAME, ModelConfig
 from lab.netmanifest import MANIFEST_NAME, FormatError, Manifest
 from lab.netweights import FloatArray, forward
-from lab.node_fetch import fetch_verified, source_for
+from lab.node_fetch import Bytes, fetch_verified, source_for
 from lab.node_pull import (
     MAX_MANIFEST_BYTES,
     FileCheck,
@@ -291,8 +291,10 @@ class ModelRuntime:
 
         dest.mkdir(parents=True, exist_ok=True)
         (dest / MANIFEST_NAME).write_bytes(raw)
-        # into memory, hashed as it arrives, and loaded from there: no file is written or read
-        # again (a new source per pull: presigned URLs expire)
+        # into memory, hashed as it arrives, and loaded from there: no file is read again;
+        # the verified bytes are then written to this pull's cache directory, as a serving
+        # runtime keeps its model cache on the node's volume (a new source per pull: presigned
+        # URLs expire)
         checks, data = fetch_verified(source_for(self.s3_client, self.bucket), self.prefix,
                                       manifest.files)
         bad = [c for c in checks if not c.ok]
@@ -304,6 +306,11 @@ class ModelRuntime:
                 checks,
                 manifest_sha,
             )
+        try:
+            _persist(dest, data)
+        except OSError as exc:  # a full or read-only cache volume: the pull fails, as on a node
+            raise LoadFailed(f"cannot write the model cache {dest}: {exc}", checks,
+                             manifest_sha) from exc
         try:
             config = ModelConfig.from_json(data[CONFIG_NAME].tobytes())
             if config.name != self.model_name:
@@ -335,3 +342,13 @@ class ModelRuntime:
             self._model = None
         if self._owns_cache_dir:
             shutil.rmtree(self.cache_dir, ignore_errors=True)
+
+
+def _persist(dest: Path, data: Mapping[str, Bytes]) -> None:
+    """Write verified files into the pull's cache directory, from the bytes already hashed
+    (never re-read); the cache is what host checks and a cache-full drill look at."""
+    for rel, buf in data.items():
+        path = dest / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(buf.data)

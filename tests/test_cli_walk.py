@@ -155,19 +155,20 @@ def with_value(argv: list[str], leaf: Leaf, action: argparse.Action, value: str)
 
 
 @pytest.fixture(scope="module")
-def installed() -> dict[str, type[Scenario]]:
-    return harness.scenario.discover()
+def installed() -> dict[str, tuple[type[Scenario], ...]]:
+    return harness.scenario.implementations()
 
 
 @pytest.fixture
 def stand_ins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, world: dict[str, Path],
-              installed: dict[str, type[Scenario]]) -> None:
+              installed: dict[str, tuple[type[Scenario], ...]]) -> None:
     # the walk runs the command hundreds of times with one set of installed scenarios and one
     # inventory: scan the installed distributions once, and parse each inventory path once (a
     # path that fails to load is tried each time: errors are not cached). Discovery and loading
     # have tests of their own; here they were most of the time.
-    for module in (harness.scenario, harness.session, harness.cli.drills):
-        monkeypatch.setattr(module, "discover", lambda: dict(installed))
+    for module in (harness.scenario, harness.cli.drills):
+        monkeypatch.setattr(module, "implementations", lambda: dict(installed))
+    monkeypatch.setattr(harness.session, "discover", harness.scenario.discover)
     loads = functools.lru_cache(maxsize=None)(load_inventory)
     for module in (harness.cli.drills, harness.cli.tools):
         monkeypatch.setattr(module, "load_inventory", loads)
