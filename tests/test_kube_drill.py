@@ -1,4 +1,5 @@
-"""kube-gpu-node-loss end to end against the lab's Kubernetes API (no Ceph lab needed)."""
+"""gpu-node-loss on a Kubernetes cluster, end to end against the lab's Kubernetes API (no Ceph
+lab needed)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""kube-inference-site-loss against the lab's Kubernetes API, in-process (no Ceph lab)."""
+"""inference-site-loss on a Kubernetes cluster, against the lab's Kubernetes API in-process
+(no Ceph lab)."""
 
 from __future__ import annotations
 
