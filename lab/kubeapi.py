@@ -39,10 +39,11 @@ import yaml
 
 from lab.kubeerrors import ApiError
 from lab.kubepatch import json_patch, match_fields, match_labels, merge_patch, strategic_merge
+from lab.kubepods import Obj
 from lab.kubeschema import SchemaError
 from lab.kubeseed import seed_fleet
 from lab.kubeservice import ServiceProxy
-from lab.kubestore import KINDS, KubeStore, Obj
+from lab.kubestore import KINDS, KubeStore
 
 _PATH = re.compile(r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<ver>[^/]+))"
                    r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<res>[a-z]+)"

@@ -6,8 +6,9 @@ fleet without Services, ``lab up`` the full one whose pods run real model server
 
 from __future__ import annotations
 
+from lab.kubepods import Obj
 from lab.kubeservice import FALLBACK
-from lab.kubestore import KubeStore, Obj
+from lab.kubestore import KubeStore
 
 
 def seed_fleet(store: KubeStore, *, gpu_nodes: int = 3, replicas: int = 2,

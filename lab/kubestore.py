@@ -18,16 +18,24 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any, Protocol
 
 from lab.kubeerrors import ApiError
 from lab.kubepatch import match_fields, match_labels
+from lab.kubepods import (
+    GPU,
+    DelayRuntime,
+    Obj,
+    PodRuntime,
+    gpus,
+    has_taint,
+    node_ready,
+    now_iso,
+    tolerated_for,
+    tolerates,
+)
 from lab.kubeschema import validate
 from lab.kubeservice import POD_PORT, endpoints_for
 
-Obj = dict[str, Any]
-GPU = "nvidia.com/gpu"
 KINDS = {"nodes": ("v1", "Node"), "pods": ("v1", "Pod"), "services": ("v1", "Service"),
          "endpoints": ("v1", "Endpoints"), "deployments": ("apps/v1", "Deployment"),
          "statefulsets": ("apps/v1", "StatefulSet"),
@@ -37,66 +45,6 @@ KINDS = {"nodes": ("v1", "Node"), "pods": ("v1", "Pod"), "services": ("v1", "Ser
 #: the node lifecycle controller's taints (and the tolerations DefaultTolerationSeconds adds)
 UNREACHABLE = "node.kubernetes.io/unreachable"
 NOT_READY = "node.kubernetes.io/not-ready"
-
-
-class PodRuntime(Protocol):
-    """What the lab's kubelet runs a bound pod with: nothing (a delay) or a real process."""
-
-    def start(self, key: str, pod: Obj) -> int | None:
-        """Start the pod's container; the port it serves on (None: it serves nothing)."""
-        ...
-
-    def ready(self, key: str) -> bool:
-        """The readiness probe's answer now."""
-        ...
-
-    def stop(self, key: str) -> None: ...
-
-
-class DelayRuntime:
-    """No container: a pod turns Ready a fixed delay after it starts."""
-
-    def __init__(self, delay_s: float, clock: Callable[[], float]) -> None:
-        self.delay_s, self.clock = delay_s, clock
-        self.started: dict[str, float] = {}
-
-    def start(self, key: str, pod: Obj) -> int | None:
-        self.started[key] = self.clock()
-        return None
-
-    def ready(self, key: str) -> bool:
-        return key in self.started and self.clock() - self.started[key] >= self.delay_s
-
-    def stop(self, key: str) -> None:
-        self.started.pop(key, None)
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _gpus(pod: Obj) -> int:
-    n = 0
-    for c in pod["spec"].get("containers", []):
-        limits = (c.get("resources") or {}).get("limits") or {}
-        n += int(limits.get(GPU, "0"))
-    return n
-
-
-def _tolerates(pod: Obj, taint: Obj) -> bool:
-    for t in pod["spec"].get("tolerations") or []:
-        if t.get("effect") not in (None, taint["effect"]):
-            continue
-        if t.get("operator") == "Exists" and t.get("key") in (None, taint["key"]):
-            return True
-        if t.get("key") == taint["key"] and t.get("value") == taint.get("value"):
-            return True
-    return False
-
-
-def _ready(node: Obj) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True"
-               for c in node["status"].get("conditions", []))
 
 
 class KubeStore:
@@ -278,7 +226,7 @@ class KubeStore:
             name = node["metadata"]["name"]
             beat = self.heartbeat.get(name, t)
             ok = beat is not None and t - beat < self.notready_after_s
-            if ok == _ready(node) and ok == (not _has_taint(node, UNREACHABLE)):
+            if ok == node_ready(node) and ok == (not has_taint(node, UNREACHABLE)):
                 continue
             n = copy.deepcopy(node)
             n["status"]["conditions"] = [c for c in n["status"]["conditions"]
@@ -332,7 +280,7 @@ class KubeStore:
             for x in found["spec"].get("taints") or []:
                 if x["effect"] != "NoExecute":
                     continue
-                allowed = _tolerated_for(pod, x)
+                allowed = tolerated_for(pod, x)
                 if allowed is not None and t - self._taint_at[(name, x["key"])] < allowed:
                     continue
                 self._mark_deleting(pod)
@@ -385,24 +333,24 @@ class KubeStore:
         used: dict[str, int] = {}
         for p in pods:
             if p["spec"].get("nodeName"):
-                used[p["spec"]["nodeName"]] = used.get(p["spec"]["nodeName"], 0) + _gpus(p)
+                used[p["spec"]["nodeName"]] = used.get(p["spec"]["nodeName"], 0) + gpus(p)
         for p in pods:
             if p["spec"].get("nodeName") or p["metadata"].get("deletionTimestamp"):
                 continue
             for name, node in sorted(nodes.items()):
                 free = int(node["status"].get("allocatable", {}).get(GPU, "0")) - used.get(name, 0)
                 blocked = [x for x in node["spec"].get("taints") or []
-                           if x["effect"] in ("NoSchedule", "NoExecute") and not _tolerates(p, x)]
+                           if x["effect"] in ("NoSchedule", "NoExecute") and not tolerates(p, x)]
                 wanted = p["spec"].get("nodeSelector") or {}
                 labels = node["metadata"].get("labels") or {}
                 fits = all(labels.get(k) == v for k, v in wanted.items())
-                if (_ready(node) and not node["spec"].get("unschedulable") and not blocked
-                        and free >= _gpus(p) and fits):
+                if (node_ready(node) and not node["spec"].get("unschedulable") and not blocked
+                        and free >= gpus(p) and fits):
                     q = copy.deepcopy(p)
                     q["spec"]["nodeName"] = name
                     q["status"]["conditions"] = [{"type": "PodScheduled", "status": "True",
                                                   "lastTransitionTime": now_iso()}]
-                    used[name] = used.get(name, 0) + _gpus(p)
+                    used[name] = used.get(name, 0) + gpus(p)
                     self._bound_at[_key(q)] = t
                     self.replace("pods", q)
                     break
@@ -508,25 +456,6 @@ class KubeStore:
 #: resources whose spec changes bump metadata.generation (their controllers report
 #: status.observedGeneration)
 _GENERATIONS = ("deployments", "statefulsets", "poddisruptionbudgets")
-
-
-def _has_taint(node: Obj, key: str) -> bool:
-    return any(x["key"] == key for x in node["spec"].get("taints") or [])
-
-
-def _tolerated_for(pod: Obj, taint: Obj) -> float | None:
-    """How long the pod tolerates a NoExecute taint: None not at all, inf for ever."""
-    best: float | None = None
-    for t in pod["spec"].get("tolerations") or []:
-        if t.get("effect") not in (None, taint["effect"]):
-            continue
-        if not ((t.get("operator") == "Exists" and t.get("key") in (None, taint["key"]))
-                or (t.get("key") == taint["key"] and t.get("value") == taint.get("value"))):
-            continue
-        secs = t.get("tolerationSeconds")
-        span = float("inf") if secs is None else float(secs)
-        best = span if best is None else max(best, span)
-    return best
 
 
 def _key(obj: Obj) -> str:
