@@ -121,6 +121,11 @@ class SecondSample:
         return self.answered / self.span_s if self.span_s > 0 else 0.0
 
 
+#: seconds a drill's continuous load may outlast the runbook while waiting for the SLO to
+#: hold (the fleet and the cluster drills both wait this long)
+RECOVERY_SLACK_S = 5.0
+
+
 @dataclass(frozen=True)
 class SLO:
     """What "in service" means for an endpoint, judged per second."""

@@ -19,6 +19,7 @@ from datetime import datetime
 from harness.context import DrillContext
 from harness.errors import Inconclusive
 from harness.load import (
+    RECOVERY_SLACK_S,
     SLO,
     LoadRun,
     SecondSample,
@@ -30,9 +31,6 @@ from harness.load import (
 )
 from harness.runbook.fleet import FleetState, GeneratesLoad, LoadSource, frontend
 from harness.runbook.timeline import injected_at, since_injected
-
-#: Seconds the continuous load may outlast the runbook while waiting for the SLO to hold.
-RECOVERY_SLACK_S = 5.0
 
 #: Scenario-specific marks for the load section: (slo, inference RTO) -> named seconds.
 ExtraMarks = Callable[[SLO, "float | None"], dict[str, "float | None"]]

@@ -20,6 +20,7 @@ from harness.context import DrillContext
 from harness.errors import Inconclusive
 from harness.golden import GoldenPair as Golden
 from harness.load import (
+    RECOVERY_SLACK_S,
     SLO,
     LoadRun,
     SecondSample,
@@ -31,9 +32,6 @@ from harness.load import (
 )
 from harness.model import event_by_name
 from harness.targets.inference import InferenceEndpoint
-
-#: seconds the continuous load may outlast the runbook while waiting for the SLO to hold
-RECOVERY_SLACK_S = 5.0
 
 
 class ServiceLoad:
