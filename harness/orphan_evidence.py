@@ -82,8 +82,9 @@ def _load(journal: Journal) -> list[dict[str, Any]]:
 
 def _write_folder(inventory: Inventory, out: Recovery, directory: Path) -> Path:
     from harness import signing
+    from harness.drill_evidence import build_evidence
     from harness.provenance import ExerciseInput
-    from harness.runner import DrillRequest, build_evidence
+    from harness.runner import DrillRequest
     from harness.scenario import get_scenario, implementation
     from reports.render import write_evidence
 

@@ -6,20 +6,16 @@ Revert runs whenever inject was reached: after a failure, an exception or a sign
 until the evidence is sealed, SIGINT, SIGTERM and SIGHUP are held (harness/signals.py): the first
 one stops the drill at its next safe point, then revert runs and the evidence is written and
 sealed through the caller's sink. The verdict comes from the findings and from RTO/RPO computed
-from the journal's events; nothing in the evidence is typed in.
+from the journal's events (harness/drill_evidence.py); nothing in the evidence is typed in.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import platform
 import secrets
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -28,33 +24,18 @@ import pluggy
 from harness import hooks, lease
 from harness.blast import Fence, Touch, describe_all
 from harness.context import Adapters, DrillContext, Progress
+from harness.drill_evidence import build_evidence
 from harness.errors import GuardRefused, Inconclusive, UsageError
 from harness.guards import require_drill_safe
 from harness.hosts import drill as host_checks
 from harness.inventory import Inventory
 from harness.journal import Clock, Journal
-from harness.model import (
-    AuditRecord,
-    Evidence,
-    Finding,
-    Objective,
-    Outcome,
-    Phase,
-    TimelineEntry,
-    Verdict,
-    VerifiedRto,
-    event_by_name,
-    measure_rpo,
-    measure_rto,
-    rto_breakdown,
-    section_from_json,
-)
+from harness.model import Evidence, Outcome, Phase, event_by_name, section_from_json
 from harness.params import Given, ParamError, ParamValues
 from harness.params import resolve as resolve_params
-from harness.provenance import ExerciseInput, audit_record
+from harness.provenance import ExerciseInput
 from harness.scenario import RunbookStep, Scenario, implementation, resolve_asset, variant_of
 from harness.signals import DrillSignals, Interrupted, Received, interruption_record
-from harness.verdict import Judgement, Recorded, judge
 
 #: A replacement for a runbook step: gets the drill context and the original step's function.
 StepOverride = Callable[[DrillContext, Callable[[], None]], None]
@@ -418,84 +399,3 @@ def _waiting_for(ctx: DrillContext, out_dir: Path) -> str:
     running = f"step {ctx.current_step!r}" if ctx.current_step else f"the {ctx.phase.value} phase"
     return (f"waiting for {running} to reach a safe point; then revert restores {target} and "
             f"evidence is sealed before drillbook exits")
-
-
-def build_evidence(ctx: DrillContext, req: DrillRequest, started: datetime, *,
-                   scenario: Scenario | None = None, overrides: list[str] | None = None) -> Evidence:
-    """The evidence of a drill: RTO (service and verified figures) and RPO computed from the
-    journal, every objective judged in one list, and the verdict derived from that list
-    (harness/verdict.py)."""
-    events = ctx.journal.events
-    targets = ctx.inventory.objectives_for(ctx.asset)
-    point = ctx.findings.restore_point
-    measured = measure_rto(events)
-    rto = Objective.of_rto(measured, targets.rto_s)
-    rto_verified = VerifiedRto.of(measured)
-    rpo = Objective.of_rpo(measure_rpo(events, point), targets.rpo_s)
-    smoke, sections = ctx.findings.smoke_result(), ctx.findings.all_sections()
-    judgement = judge(rto, rpo, Recorded(
-        events=events, integrity=ctx.journal.integrity, smoke=smoke,
-        sections=sections, reverted=ctx.findings.reverted,
-        failures=ctx.findings.failures, inconclusive=ctx.findings.inconclusive,
-        host_checks=host_checks.recorded(ctx)), rto_verified)
-    t0 = event_by_name(events, "fault.injected")
-    timeline = tuple(
-        TimelineEntry(e.name, e.utc, None if t0 is None else e.mono - t0.mono)
-        for e in events if not e.name.startswith("phase."))
-    audit = audit_record(
-        inventory=ctx.inventory, asset=ctx.asset, scenario_cls=req.scenario,
-        steps=[] if scenario is None else [(s.name, s.summary) for s in scenario.runbook()],
-        events=events, journal_steps=ctx.journal.steps, given=req.exercise, started=started,
-        default_title=f"{req.scenario.name} ({req.variant}) on {ctx.asset.id}",
-        overrides=list(overrides or []), dry_run=req.dry_run,
-        failures=list(ctx.findings.failures), inconclusive=list(ctx.findings.inconclusive))
-    return Evidence(
-        drill_id=ctx.drill_id, scenario=req.scenario.name, variant=req.variant,
-        asset=ctx.asset.id, tier=ctx.asset.tier, site=ctx.inventory.site,
-        verdict=judgement.verdict, reasons=judgement.reasons, rto=rto, rpo=rpo,
-        started=started, finished=ctx.clock.utc(),
-        timeline=timeline, steps=tuple(ctx.journal.steps), integrity=tuple(ctx.journal.integrity),
-        restore_point=point, smoke=smoke,
-        rto_breakdown=rto_breakdown(events, ctx.journal.steps), reverted=ctx.findings.reverted,
-        inventory=str(ctx.inventory.path), versions=_versions(),
-        sections=sections, objectives=judgement.objectives,
-        audit=_with_deviations(dataclasses.replace(audit, scope=dataclasses.replace(
-            audit.scope, params=ctx.params.to_json())), ctx.findings.deviations, judgement),
-        rto_verified=rto_verified, host_checks=host_checks.recorded(ctx),
-    )
-
-
-def _with_deviations(audit: AuditRecord, deviations: list[str],
-                     judgement: Judgement) -> AuditRecord:
-    """Add the scenario's recorded deviations (a rejected restore point, a fallback, a slow
-    store) and the objectives missed on their own measurement as findings, numbered after the
-    drill's own."""
-    known = {f.summary for f in audit.findings}
-    extra = [("fail", r) for r in judgement.reasons
-             if r not in known and judgement.verdict is Verdict.FAIL]
-    extra += [("deviation", d) for d in deviations]
-    findings = list(audit.findings)
-    for severity, text in extra:
-        if text in known:
-            continue
-        known.add(text)
-        findings.append(Finding(f"F{len(findings) + 1}", severity, text, "drill"))
-    return dataclasses.replace(audit, findings=tuple(findings),
-                               deviations=audit.deviations + tuple(dict.fromkeys(deviations)))
-
-
-def _versions() -> dict[str, str]:
-    return dict(_versions_once())
-
-
-@functools.cache
-def _versions_once() -> dict[str, str]:
-    # once per process: the packages a process runs were imported at its start (and each
-    # lookup walks every installed distribution's metadata)
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for pkg in ("drillbook", "boto3", "botocore"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
