@@ -17,7 +17,8 @@ Brought up by ``drillbook lab up`` after the core (store, restic, node), idempot
 - their targets and assets in the lab's inventory.
 
 ``python -m lab.data --dir ROOT start|stop backup|replication`` is what the inventory's job
-targets call to start and stop a job, as ``systemctl`` would on a real site.
+targets call to start and stop a job, as ``systemctl`` would on a real site. Where the parts live
+is lab/data_layout.py; how the jobs run is lab/data_jobs.py.
 """
 
 from __future__ import annotations
@@ -25,10 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import signal
 import sys
-import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -38,83 +36,42 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.integrity import sha256_file
-from harness.inventory import ResticTarget, Secret
 from harness.targets.restic import ResticRepo
 from harness.targets.restic import write_credentials_file as write_credentials
 from harness.targets.s3 import S3Store
 from lab.ceph import DaemonState
 from lab.components import Progress
+from lab.data_jobs import job_pid, last_run, start_job, stop_job, wait_for_success, write_job_config
+from lab.data_layout import (
+    ADAPTER,
+    ADAPTER_PREFIX,
+    BACKUP_USER,
+    DATASET,
+    DATASET_PREFIX,
+    DATASET_VERSIONS,
+    DATASETS_BUCKET,
+    DEFAULT_PERIODS,
+    JOBS,
+    PINNED_VERSION,
+    PIPELINE,
+    PIPELINE_PREFIX,
+    REPLICA_BUCKET,
+    adapter_dir,
+    backup_path,
+    config_path,
+    credentials_path,
+    dataset_dir,
+    pipeline_dir,
+    scheduled_repository,
+    scheduled_restic,
+    status_path,
+)
 from lab.lora import generate_adapter, load_adapter, write_adapter_golden
 from lab.netconfig import ModelConfig
 from lab.netweights import load_weights
-from lab.procs import live_pid
 
 if TYPE_CHECKING:
     from lab.stack import Lab
-
-ADAPTER = "lab-lora"
-ADAPTER_PREFIX = f"adapters/{ADAPTER}/"
-PIPELINE = "lab-rag"
-PIPELINE_PREFIX = f"pipelines/{PIPELINE}/"
-DATASETS_BUCKET = "drillbook-datasets"
-DATASET = "lab-dataset"
-DATASET_PREFIX = f"{DATASET}/"
-PINNED_VERSION = "v0002"
-DATASET_VERSIONS = ("v0001", "v0002", "v0003")
-REPLICA_BUCKET = "drillbook-replica"
-CANARY_PREFIX = "_replication-canary/"
-BACKUP_USER = "drillbook-backup"
-JOBS = ("backup", "replication")
-DEFAULT_PERIODS = {"backup": 30.0, "replication": 5.0}
-_PERIOD_ENV = {"backup": "DRILLBOOK_BACKUP_PERIOD_S", "replication": "DRILLBOOK_REPLICATION_PERIOD_S"}
-
-
-def data_dir(lab: Lab) -> Path:
-    return lab.root / "data"
-
-
-def config_path(lab: Lab) -> Path:
-    return data_dir(lab) / "jobs.json"
-
-
-def credentials_path(lab: Lab) -> Path:
-    return data_dir(lab) / "backup-credentials"
-
-
-def status_path(lab: Lab, job: str) -> Path:
-    return data_dir(lab) / f"{job}-runs.jsonl"
-
-
-def stage_root(lab: Lab) -> Path:
-    return lab.root / "backup-stage"
-
-
-def scheduled_repository(lab: Lab) -> str:
-    return f"s3:{lab.ceph.endpoint}/drillbook-secondary/scheduled"
-
-
-def adapter_dir(lab: Lab) -> Path:
-    return lab.root / "assets" / ADAPTER
-
-
-def pipeline_dir(lab: Lab) -> Path:
-    return lab.root / "assets" / PIPELINE
-
-
-def dataset_dir(lab: Lab) -> Path:
-    return lab.root / "assets" / DATASET
-
-
-def backup_path(lab: Lab, bucket: str, prefix: str) -> str:
-    """Where the backup job stages a prefix, i.e. its directory inside the snapshots."""
-    return str(stage_root(lab) / bucket / prefix.rstrip("/"))
-
-
-def scheduled_restic(lab: Lab) -> ResticRepo:
-    target = ResticTarget("scheduled-backups", scheduled_repository(lab),
-                          Secret(lab.state.restic_password), None, None, False,
-                          credentials_file=credentials_path(lab))
-    return ResticRepo(target, cache_dir=lab.root / "restic-cache")
 
 
 # -- generated content ----------------------------------------------------------------------
@@ -266,117 +223,6 @@ def grant_backup_read(store: S3Store, bucket: str) -> None:
         "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}
     client: Any = store._client
     client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
-
-
-# -- the jobs -------------------------------------------------------------------------------
-
-
-def write_job_config(lab: Lab, periods: dict[str, float] | None = None) -> None:
-    from lab.stack import MODEL_NAME, MODELS_BUCKET, REGION
-    periods = periods or {j: float(os.environ.get(_PERIOD_ENV[j], DEFAULT_PERIODS[j]))
-                          for j in JOBS}
-    tier1 = [{"bucket": MODELS_BUCKET, "prefix": f"{MODEL_NAME}/"},
-             {"bucket": MODELS_BUCKET, "prefix": ADAPTER_PREFIX},
-             {"bucket": DATASETS_BUCKET, "prefix": DATASET_PREFIX}]
-    cfg = {
-        "endpoint": lab.ceph.endpoint, "region": REGION,
-        "credentials_file": str(credentials_path(lab)),
-        "backup": {
-            "period_s": periods["backup"], "repository": scheduled_repository(lab),
-            "password": lab.state.restic_password, "cache_dir": str(lab.root / "restic-cache"),
-            "stage_root": str(stage_root(lab)), "status_file": str(status_path(lab, "backup")),
-            "host": "drillbook-lab",
-            "sources": [*tier1, {"bucket": MODELS_BUCKET, "prefix": PIPELINE_PREFIX}],
-        },
-        "replication": {
-            "period_s": periods["replication"], "replica_bucket": REPLICA_BUCKET,
-            "status_file": str(status_path(lab, "replication")),
-            "sources": [*tier1, {"bucket": MODELS_BUCKET, "prefix": CANARY_PREFIX}],
-        },
-    }
-    path = config_path(lab)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(cfg, fh, indent=2)
-    os.replace(tmp, path)
-
-
-def set_period(lab: Lab, job: str, seconds: float) -> None:
-    """Change a running job's period (it re-reads its configuration within 0.2 s)."""
-    cfg = json.loads(config_path(lab).read_text())
-    write_job_config(lab, {j: float(seconds if j == job else cfg[j]["period_s"]) for j in JOBS})
-
-
-def pid_file(lab: Lab, job: str) -> Path:
-    return lab.root / "run" / f"{job}-job.pid"
-
-
-def job_pid(lab: Lab, job: str) -> int | None:
-    return live_pid(pid_file(lab, job), b"lab.backup_scheduler")
-
-
-def start_job(lab: Lab, job: str) -> int:
-    from lab.procs import spawn_detached
-    pid = job_pid(lab, job)
-    if pid is not None:
-        return pid
-    pid = spawn_detached([sys.executable, "-m", "lab.backup_scheduler", "--config",
-                          str(config_path(lab)), "--job", job],
-                         log=lab.root / "log" / f"{job}-job.log", env=dict(os.environ),
-                         cwd=Path(__file__).resolve().parent.parent)
-    pid_file(lab, job).parent.mkdir(parents=True, exist_ok=True)
-    pid_file(lab, job).write_text(str(pid))
-    return pid
-
-
-def stop_job(lab: Lab, job: str) -> None:
-    pid = job_pid(lab, job)
-    if pid is None:
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(100):  # a run in progress finishes first (restic is not cut mid-write)
-            if job_pid(lab, job) is None:
-                return
-            time.sleep(0.1)
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # it exited between the check and the signal
-
-
-def last_run(lab: Lab, job: str) -> dict[str, Any] | None:
-    try:
-        lines = status_path(lab, job).read_text().splitlines()
-    except FileNotFoundError:
-        return None
-    for line in reversed(lines):
-        try:
-            doc: dict[str, Any] = json.loads(line)
-            return doc
-        except json.JSONDecodeError:
-            continue
-    return None
-
-
-def wait_for_success(lab: Lab, job: str, after: str = "", timeout_s: float = 120) -> dict[str, Any]:
-    """The first successful run that started after ``after`` (ISO UTC); raises on timeout."""
-    from lab.stack import LabError
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            lines = status_path(lab, job).read_text().splitlines()
-        except FileNotFoundError:
-            lines = []
-        for line in lines:
-            doc = json.loads(line)
-            if doc["ok"] and doc["started_utc"] > after:
-                return dict(doc)
-        time.sleep(0.2)
-    run = last_run(lab, job)
-    raise LabError(f"the {job} job has not succeeded within {timeout_s:.0f} s "
-                   f"(last run: {run and run.get('error')})")
 
 
 def register_adapter(lab: Lab) -> None:

@@ -23,7 +23,7 @@ from harness.targets.inference import InferenceEndpoint
 from harness.targets.restic import read_credentials_file
 from harness.targets.rgwadmin import RgwAdmin
 from harness.targets.s3 import S3Store
-from lab import data
+from lab import data, data_jobs, data_layout
 from lab.stack import MODEL_NAME, MODELS_BUCKET, Lab
 from reports.render import write_evidence
 from scenarios.random_tier1 import choose, run_random_tier1
@@ -57,7 +57,8 @@ def assert_data_baseline(lab: Lab, inventory: Inventory, quota: object) -> None:
         assert raw is not None, asset.id
         manifest = Manifest.from_bytes(raw)
         if asset.kind == "dataset":
-            local = data.dataset_dir(lab) / "versions" / f"{data.PINNED_VERSION}.json"
+            pinned = f"{data_layout.PINNED_VERSION}.json"
+            local = data_layout.dataset_dir(lab) / "versions" / pinned
             assert raw == local.read_bytes()
             keys = {data.dataset_blob_key(f.sha256): f.sha256 for f in manifest.files}
         else:
@@ -67,20 +68,20 @@ def assert_data_baseline(lab: Lab, inventory: Inventory, quota: object) -> None:
         assert not store.list_keys(asset.bucket, f"{asset.prefix}.drill-canary/")
     assert raw_equal(store, MODELS_BUCKET, f"{MODEL_NAME}/manifest.json",
                      lab.asset_dir / "manifest.json")
-    assert raw_equal(store, MODELS_BUCKET, data.ADAPTER_PREFIX + "manifest.json",
-                     data.adapter_dir(lab) / "manifest.json")
+    assert raw_equal(store, MODELS_BUCKET, data_layout.ADAPTER_PREFIX + "manifest.json",
+                     data_layout.adapter_dir(lab) / "manifest.json")
     assert lab.node_readiness() == "ready"
-    golden = json.loads((data.adapter_dir(lab) / "golden.json").read_text())
+    golden = json.loads((data_layout.adapter_dir(lab) / "golden.json").read_text())
     adapter = InferenceEndpoint(inventory.inference("inference-adapter"))
     assert adapter.infer(golden["inputs"]) == golden["outputs"]
     admin = _admin(inventory)
-    user = admin.user_info(data.BACKUP_USER)
+    user = admin.user_info(data_layout.BACKUP_USER)
     assert not user.suspended and user.access_keys == (lab.state.backup_key,)
-    creds = read_credentials_file(data.credentials_path(lab))
+    creds = read_credentials_file(data_layout.credentials_path(lab))
     assert creds["AWS_ACCESS_KEY_ID"] == lab.state.backup_key
     assert admin.bucket_quota("drillbook-secondary") == quota
-    assert data.job_pid(lab, "backup") is not None
-    assert data.job_pid(lab, "replication") is not None
+    assert data_jobs.job_pid(lab, "backup") is not None
+    assert data_jobs.job_pid(lab, "replication") is not None
 
 
 def raw_equal(store: S3Store, bucket: str, key: str, local: Path) -> bool:
@@ -91,13 +92,13 @@ def raw_equal(store: S3Store, bucket: str, key: str, local: Path) -> bool:
 def fast_jobs(lab: Lab) -> Iterator[Lab]:
     """Jobs every 2 s while these drills run, so detection and catch-up take seconds; the
     periods the lab had are put back afterwards."""
-    before = json.loads(data.config_path(lab).read_text())
-    for job in data.JOBS:
-        data.set_period(lab, job, FAST_PERIOD_S)
+    before = json.loads(data_layout.config_path(lab).read_text())
+    for job in data_layout.JOBS:
+        data_jobs.set_period(lab, job, FAST_PERIOD_S)
     lab.write_inventory()
     yield lab
-    for job in data.JOBS:
-        data.set_period(lab, job, float(before[job]["period_s"]))
+    for job in data_layout.JOBS:
+        data_jobs.set_period(lab, job, float(before[job]["period_s"]))
     lab.write_inventory()
 
 
@@ -210,7 +211,7 @@ def test_dataset_version_restored_exactly_proven_by_manifest(inventory: Inventor
 
 def test_wrong_dataset_version_fails(inventory: Inventory, lab: Lab,
                                      evidence_root: Path) -> None:
-    older = (data.dataset_dir(lab) / "versions" / "v0001.json").read_bytes()
+    older = (data_layout.dataset_dir(lab) / "versions" / "v0001.json").read_bytes()
 
     def pull_older_version(ctx: DrillContext, original: Callable[[], None]) -> None:
         original()
