@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fakes_objects import FakeRestic, FakeStore, restic_target
 from scenario_kit import START, unit_inventory
 
 from harness.fakes.job import FakeJob, JobFailed
+from harness.fakes.restic import FakeRepo
 from harness.fakes.rgwadmin import FakeRgwAdmin
+from harness.fakes.store import FakeStore
 from harness.inventory import Inventory
 from harness.journal import ManualClock
 from harness.targets.restic import read_credentials_file, write_credentials_file
@@ -29,7 +30,7 @@ class JobSite:
     store: FakeStore
     replica: FakeStore
     admin: FakeRgwAdmin
-    restic: FakeRestic
+    restic: FakeRepo
     backup_job: FakeJob
     replication_job: FakeJob
     root: Path
@@ -64,17 +65,24 @@ def job_site(root: Path) -> JobSite:
     a = inv.assets[ASSET]
     assert a.backup is not None and a.backup_path is not None
     # the store asks radosgw-admin's accounts whether a key is good, as RGW does
-    store = FakeStore("artifact-store", clock, auth=lambda ak, sk: admin.authenticate(ak, sk))
+    operator = inv.s3("artifact-store")
+    store = FakeStore(operator, now=clock.utc,
+                      accounts=lambda ak, sk: admin.authenticate(ak, sk))
+    bjob = inv.job("backup-job")
+    rjob = inv.job("replication-job")
+    assert bjob.credentials_file is not None and bjob.bucket is not None
+    assert rjob.replica_bucket is not None
+    for b in (a.bucket, bjob.bucket, inv.safety_bucket):
+        store.create_bucket(b)
+    admin = FakeRgwAdmin(store.bucket_usage)
+    admin.add_user("operator", operator.access_key.value, operator.secret_key.value)
+    admin.add_user(UID, KEY, SECRET)
     for i in range(3):
         store.put_bytes(a.bucket, f"{a.prefix}part-{i}.parquet", f"rows {i}".encode() * 50)
-    replica = FakeStore("replica-store", clock)
-    admin = FakeRgwAdmin(store.bucket_bytes)
-    admin.add_user(UID, KEY, SECRET)
-    bjob = inv.job("backup-job")
-    assert bjob.credentials_file is not None and bjob.bucket is not None
+    replica = FakeStore(inv.s3("replica-store"), now=clock.utc)
+    replica.create_bucket(rjob.replica_bucket)
     write_credentials_file(bjob.credentials_file, KEY, SECRET)
-    restic = FakeRestic(restic_target(a.backup, inv.restic(a.backup).repository), clock,
-                        store.view("restic"))
+    restic = FakeRepo(inv.restic(a.backup), now=clock.utc, store=store.view("restic"))
     backup_path, bucket, creds = a.backup_path, bjob.bucket, bjob.credentials_file
 
     def backup() -> dict[str, Any]:
@@ -85,10 +93,8 @@ def job_site(root: Path) -> JobSite:
                  for k in store.list_keys(a.bucket, a.prefix)}
         if admin.refuses(bucket, sum(len(v) for v in files.values())):
             raise JobFailed(f"Fatal: unable to save snapshot: QuotaExceeded (bucket {bucket})")
-        return {"snapshot": restic.backup_prefix(backup_path, files, writer).id}
+        return {"snapshot": restic.backup_files(backup_path, files, writer=writer).id}
 
-    rjob = inv.job("replication-job")
-    assert rjob.replica_bucket is not None
     copier = replica.view("replication")
 
     def replicate() -> dict[str, Any]:

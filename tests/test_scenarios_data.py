@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from fakes_objects import FakeStore
 from job_site import KEY, UID, JobSite, job_site
 from scenario_kit import (  # noqa: F401 - provenance_once is an autouse fixture
     START,
@@ -26,6 +25,7 @@ from scenario_kit import (  # noqa: F401 - provenance_once is an autouse fixture
 from harness.context import DrillContext
 from harness.fakes.database import FakeDatabase
 from harness.fakes.registry import FakeRegistry
+from harness.fakes.store import FakeStore
 from harness.inventory import Inventory
 from harness.journal import ManualClock
 from harness.model import Verdict
@@ -89,7 +89,9 @@ def site(tmp_path: Path) -> DbSite:
     registry.add_model("lab-mlp", 1000, tags={"team": "ml"}, aliases={"champion": "2"})
     registry.add_version("lab-mlp", "1", 1000, metrics={"accuracy": 0.9})
     registry.add_version("lab-mlp", "2", 2000, stage="Production", metrics={"accuracy": 0.947})
-    s = DbSite(inv, clock, pg, FakeStore("dump-store", clock), registry, tmp_path)
+    dumps = FakeStore(inv.s3("dump-store"), now=clock.utc)
+    dumps.create_bucket(BACKUP_BUCKET)
+    s = DbSite(inv, clock, pg, dumps, registry, tmp_path)
     for i in range(3):
         s.label(f"{i}", f"cat {i}")
     return s

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from fakes_objects import FakeStore
 from scenario_kit import (  # noqa: F401 - provenance_once is an autouse fixture
     START,
     drill,
@@ -26,6 +25,7 @@ from scenario_kit import (  # noqa: F401 - provenance_once is an autouse fixture
 
 from harness.context import DrillContext
 from harness.fakes.fleet import FakeFleet
+from harness.fakes.store import FakeStore
 from harness.integrity import MANIFEST_FORMAT
 from harness.inventory import Inventory
 from harness.journal import ManualClock
@@ -80,7 +80,8 @@ def site(tmp_path: Path) -> FleetSite:
     assert a.golden is not None and a.fallback_golden is not None
     a.golden.write_text(json.dumps({"inputs": inputs, "outputs": primary(inputs)}))
     a.fallback_golden.write_text(json.dumps({"inputs": inputs, "outputs": fallback(inputs)}))
-    store = FakeStore("artifact-store", clock)
+    store = FakeStore(inv.s3("artifact-store"), now=clock.utc)
+    store.create_bucket(a.bucket)
     files = {p: hashlib.sha256(b).hexdigest() for p, b in WEIGHTS.items()}
     for p, b in WEIGHTS.items():
         store.put_bytes(a.bucket, a.prefix + p, b)

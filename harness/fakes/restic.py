@@ -7,6 +7,12 @@ first, content ids (one chunk per file here) so identical bytes share them, a ro
 is the same for the same content, and :class:`~harness.errors.TargetUnreachable` with restic's
 own wording when a path is not in a snapshot or a chunk fails its check. :meth:`FakeRepo.rot`
 damages a file in a snapshot after the fact (a corrupt pack file).
+
+A repository given the store it lives in (``store``, an S3 repository's bucket and prefix) is
+also a backup target: :meth:`FakeRepo.backup_files` writes each snapshot's data into that bucket
+as the account that backs up (refused as the store refuses that account, and counted against
+the bucket's quota), and ``run("forget", "--keep-last", N, "--prune")`` drops the older snapshots
+of each path and deletes their data there, as restic's prune deletes unused pack files.
 """
 
 from __future__ import annotations
@@ -19,12 +25,15 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from harness.errors import TargetUnreachable
+from harness.errors import Inconclusive, TargetUnreachable
 from harness.inventory import ResticTarget
 from harness.model import utc_now
 from harness.targets.restic import FileNode, Snapshot
+
+if TYPE_CHECKING:
+    from harness.fakes.store import FakeStore
 
 Trees = MutableMapping[str, list[dict[str, Any]]]
 
@@ -40,6 +49,9 @@ class BackupRepo(Protocol):
 
     def dump(self, snapshot_id: str, path: str) -> AbstractContextManager[IO[bytes]]: ...
 
+    def dump_tree(self, snapshot_id: str,
+                  path: str) -> AbstractContextManager[Iterator[tuple[str, IO[bytes]]]]: ...
+
     def files(self, snapshot: Snapshot, path: str,
               trees: Trees | None = None) -> dict[str, FileNode]: ...
 
@@ -50,12 +62,17 @@ class BackupRepo(Protocol):
 class FakeRepo:
     """A restic repository in memory. ``now`` dates snapshots made without an explicit time."""
 
-    def __init__(self, target: ResticTarget, *, now: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, target: ResticTarget, *, now: Callable[[], datetime] = utc_now,
+                 store: FakeStore | None = None) -> None:
         self.target = target
         self.now = now
+        #: the store the repository lives in, as restic's own credentials see it (or None)
+        self.store = store
         self._snaps: list[tuple[Snapshot, dict[str, bytes]]] = []
         #: snapshot id -> path -> (size, content ids) as backed up: rot() changes bytes only
         self._recorded: dict[str, dict[str, tuple[int, tuple[str, ...]]]] = {}
+        #: snapshot id -> the object holding its data in the repository's bucket
+        self._data: dict[str, str] = {}
         self._lock = threading.Lock()
 
     # -- set-up for tests ------------------------------------------------------------------------
@@ -75,6 +92,26 @@ class FakeRepo:
             self._snaps.append((snap, content))
             self._recorded[sid] = {p: (len(d), self._chunks(d)) for p, d in content.items()}
         return snap
+
+    def backup_files(self, path: str, files: Mapping[str, bytes], *,
+                     writer: FakeStore) -> Snapshot:
+        """A new snapshot of ``files`` as directory ``path``, made by a backup that writes its
+        data into the repository's bucket through ``writer`` (the backing-up account's client:
+        a refused key or a full bucket fails the backup, and no snapshot is made)."""
+        bucket, prefix = self._location()
+        with self._lock:
+            key = f"{prefix}data/{len(self._data) + 1:06d}"
+        writer.put_bytes(bucket, key, b"".join(files.values()))
+        snap = self.add_snapshot(path, files)
+        with self._lock:
+            self._data[snap.id] = key
+        return snap
+
+    def _location(self) -> tuple[str, str]:
+        """(bucket, prefix) of an S3 repository ``s3:http://host/bucket/prefix``."""
+        repo = self.target.repository
+        bucket, _, prefix = repo.split("://", 1)[-1].split("/", 1)[-1].partition("/")
+        return bucket, prefix.rstrip("/") + "/"
 
     def rot(self, snapshot_id: str, rel_path: str) -> None:
         """Damage the stored chunk of one file, as a corrupt pack file would: every snapshot
@@ -108,6 +145,35 @@ class FakeRepo:
         return (hashlib.sha256(data).hexdigest(),) if data else ()
 
     # -- the ResticRepo methods ------------------------------------------------------------------
+
+    def run(self, *args: str, timeout_s: float | None = None) -> str:
+        """The restic commands a drill runs itself: ``unlock`` (no stale lock is ever left
+        here) and ``forget --keep-last N [--prune]``; any other is not faked."""
+        if args[:1] == ("unlock",):
+            return ""
+        if args[:1] == ("forget",) and "--keep-last" in args:
+            self._forget(int(args[args.index("--keep-last") + 1]), prune="--prune" in args)
+            return ""
+        raise Inconclusive(f"the fake restic repository {self.target.name} does not do "
+                           f"{' '.join(args)}")
+
+    def _forget(self, keep: int, *, prune: bool) -> None:
+        """Keep the newest ``keep`` snapshots of each set of paths (restic groups by host and
+        paths; these have one host); with prune, delete the data only forgotten ones held."""
+        with self._lock:
+            by_paths: dict[tuple[str, ...], list[Snapshot]] = {}
+            for snap, _ in sorted(self._snaps, key=lambda sc: sc[0].time):
+                by_paths.setdefault(snap.paths, []).append(snap)
+            gone = [s.id for snaps in by_paths.values() for s in snaps[:max(len(snaps) - keep, 0)]]
+            self._snaps = [(s, c) for s, c in self._snaps if s.id not in gone]
+            data = [self._data.pop(sid) for sid in gone if sid in self._data]
+        if prune and data:
+            if self.store is None:
+                raise Inconclusive(f"the fake restic repository {self.target.name} was given "
+                                   f"no store to prune its data from")
+            bucket, _ = self._location()
+            for key in data:
+                self.store.delete(bucket, key)
 
     def snapshots(self, path: str | None = None) -> list[Snapshot]:
         with self._lock:

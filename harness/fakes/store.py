@@ -7,16 +7,23 @@ with what makes drills honest: versioned and unversioned buckets, delete markers
 attribute with the same refusals as the real adapter, and the real adapter's errors (a missing
 key is a :class:`~harness.targets.s3.StoreError` with code ``NoSuchKey``). ``tests/contracts``
 runs the same assertions against both.
+
+Accounts: ``as_account`` is another client of the same gateway under other keys, unfenced, as
+the real adapter's is; when the store is given ``accounts`` (what RGW asks its users, e.g.
+:meth:`harness.fakes.rgwadmin.FakeRgwAdmin.authenticate`), every call first has its keys checked
+and a refused key is :class:`~harness.errors.TargetUnreachable` "refused the credentials", with
+RGW's error code, as the real adapter says it.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import hashlib
 import io
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -24,7 +31,7 @@ from typing import Protocol
 from harness.blast import Fence
 from harness.errors import TargetUnreachable
 from harness.integrity import Readable
-from harness.inventory import S3Target
+from harness.inventory import S3Target, Secret
 from harness.model import utc_now
 from harness.targets.s3 import (
     MULTIPART_THRESHOLD,
@@ -37,12 +44,17 @@ from harness.targets.s3 import (
 
 Hashes = dict[str, tuple[str | None, int]]
 
+#: (access key, secret key) -> None when the gateway accepts them, else RGW's error code.
+Authenticate = Callable[[str, str], "str | None"]
+
 
 class ObjectStore(Protocol):
     """What drills use of an S3 store (see :class:`harness.targets.s3.S3Store`)."""
 
     target: S3Target
     fence: Fence | None
+
+    def as_account(self, label: str, access_key: str, secret_key: str) -> ObjectStore: ...
 
     def ping(self) -> None: ...
 
@@ -105,18 +117,56 @@ def s3_etag(data: bytes, part_size: int | None = None) -> str:
     return f"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{parts}"
 
 
+@dataclass
+class _Gateway:
+    """What every client of one fake gateway shares (one per FakeStore and its accounts)."""
+
+    now: Callable[[], datetime]
+    accounts: Authenticate | None
+    unreachable: bool = False
+    buckets: dict[str, _Bucket] = field(default_factory=dict)
+    ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
 class FakeStore:
     """An S3 store in memory. ``now`` dates every write (hand in a ManualClock's ``utc``);
-    ``unreachable`` makes every call raise TargetUnreachable, as a stopped gateway does."""
+    ``unreachable`` makes every call raise TargetUnreachable, as a stopped gateway does;
+    ``accounts`` checks the keys of every call (None: every key is good)."""
 
-    def __init__(self, target: S3Target, *, now: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, target: S3Target, *, now: Callable[[], datetime] = utc_now,
+                 accounts: Authenticate | None = None) -> None:
         self.target = target
         self.fence: Fence | None = None
-        self.now = now
-        self.unreachable = False
-        self._buckets: dict[str, _Bucket] = {}
-        self._ids = itertools.count(1)
-        self._lock = threading.RLock()
+        self._gw = _Gateway(now, accounts)
+        self._buckets = self._gw.buckets
+        self._ids = self._gw.ids
+        self._lock = self._gw.lock
+
+    @property
+    def now(self) -> Callable[[], datetime]:
+        return self._gw.now
+
+    @property
+    def unreachable(self) -> bool:
+        return self._gw.unreachable
+
+    @unreachable.setter
+    def unreachable(self, value: bool) -> None:
+        self._gw.unreachable = value  # the gateway is down for every client of it
+
+    def as_account(self, label: str, access_key: str, secret_key: str) -> FakeStore:
+        """The same gateway under another account's keys, unfenced (it acts as that account,
+        outside any drill's declared resources), as the real adapter's."""
+        t = self.target
+        return self._client(S3Target(label, t.endpoint, t.region, Secret(access_key),
+                                     Secret(secret_key), False))
+
+    def _client(self, target: S3Target) -> FakeStore:
+        other = FakeStore(target)
+        other._gw = self._gw
+        other._buckets, other._ids, other._lock = self._buckets, self._ids, self._lock
+        return other
 
     # -- set-up for tests ------------------------------------------------------------------------
 
@@ -124,12 +174,31 @@ class FakeStore:
         with self._lock:
             self._buckets.setdefault(bucket, _Bucket(versioned))
 
+    def view(self, label: str) -> FakeStore:
+        """Another client of the same data with this store's own keys, unfenced: a site's job
+        or tool writing beside a drill, which no drill's fence applies to."""
+        return self._client(dataclasses.replace(self.target, name=label))
+
+    def bucket_usage(self, bucket: str) -> tuple[int, int]:
+        """(bytes, objects) of a bucket, every version counted and delete markers not, as RGW
+        counts them for quotas (hand it to FakeRgwAdmin as its ``usage``)."""
+        with self._lock:
+            b = self._buckets.get(bucket)
+            held = [v for h in (b.keys.values() if b else ()) for v in h if v.data is not None]
+            return sum(len(v.data or b"") for v in held), len(held)
+
     # -- helpers -------------------------------------------------------------------------------
 
     def _reach(self, what: str) -> None:
         if self.unreachable:
             raise TargetUnreachable(f"store {self.target.name} ({self.target.endpoint}) "
                                     f"unreachable during {what}: connection refused")
+        accounts = self._gw.accounts
+        if accounts is not None:
+            code = accounts(self.target.access_key.value, self.target.secret_key.value)
+            if code is not None:
+                raise TargetUnreachable(f"store {self.target.name} refused the credentials "
+                                        f"during {what}: {code}")
 
     def _bucket(self, bucket: str, what: str) -> _Bucket:
         self._reach(what)
@@ -169,7 +238,7 @@ class FakeStore:
                 if data is None:
                     del b.keys[key]
                     return
-            history.insert(0, _Version(vid, data, etag, self.now()))
+            history.insert(0, _Version(vid, data, etag, self._gw.now()))
 
     @staticmethod
     def is_missing(exc: BaseException) -> bool:

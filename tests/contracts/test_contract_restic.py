@@ -1,7 +1,8 @@
 """The backup repository contract: the same assertions against the in-memory FakeRepo (lab-free)
 and the real ResticRepo on the lab's repository (marked ``lab``, read-only): snapshots oldest
-first, restic's trees (sizes and content ids, no data read), files streamed out of a snapshot,
-restores to disk, restic's own error for a path a snapshot lacks."""
+first, restic's trees (sizes and content ids, no data read), files streamed out of a snapshot
+(one by one, or a whole directory in one stream), restores to disk, restic's own error for a
+path a snapshot lacks."""
 
 from __future__ import annotations
 
@@ -85,3 +86,13 @@ def test_a_path_the_snapshot_lacks_is_restics_error(
     snap = repo.snapshots(path=path)[-1]
     with pytest.raises(TargetUnreachable), repo.dump(snap.id, f"{path}/no-such-file") as stream:
         stream.read()
+
+
+def test_a_directory_streams_out_file_by_file(backup: tuple[BackupRepo, str, Expected]) -> None:
+    repo, path, expected = backup
+    snap = repo.snapshots(path=path)[-1]
+    got: dict[str, str] = {}
+    with repo.dump_tree(snap.id, path) as files:
+        for rel, stream in files:
+            got[rel] = hashlib.sha256(stream.read()).hexdigest()
+    assert {r: got.get(r) for r in expected} == expected

@@ -1,7 +1,8 @@
 """The store contract: the same assertions against the in-memory FakeStore (lab-free) and the real
 S3Store on the lab's Ceph RGW (marked ``lab``), on a bucket made for the test and removed after.
 What the object scenarios, the safety copy and the restore pipeline rely on: versions newest
-first, delete markers, version ids, S3's ETags, missing keys, server-side copies, the fence."""
+first, delete markers, version ids, S3's ETags, missing keys, server-side copies, the fence, and
+other accounts' clients (what the credential and capacity drills act as)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from harness.blast import Fence, Touch
-from harness.errors import GuardRefused
+from harness.errors import GuardRefused, TargetUnreachable
 from harness.fakes.store import FakeStore, ObjectStore, s3_etag
 from harness.inventory import S3Target
 from harness.inventory.model import Secret
@@ -27,7 +28,14 @@ MiB = 1024 * 1024
 def _fake() -> tuple[ObjectStore, str]:
     target = S3Target("fake-store", "http://127.0.0.1:9", "default", Secret("a"), Secret("b"),
                       drill_safe=True)
-    return FakeStore(target), f"contract-{secrets.token_hex(4)}"
+    # the gateway knows one account, the store's own, as the lab's RGW knows the operator's
+    accounts = {"a": "b"}
+
+    def authenticate(access_key: str, secret_key: str) -> str | None:
+        if access_key not in accounts:
+            return "InvalidAccessKeyId"
+        return None if accounts[access_key] == secret_key else "SignatureDoesNotMatch"
+    return FakeStore(target, accounts=authenticate), f"contract-{secrets.token_hex(4)}"
 
 
 def _real(lab: Any) -> tuple[ObjectStore, str]:
@@ -128,3 +136,26 @@ def test_the_fence_refuses_writes_outside_the_declared_prefix(
     with pytest.raises(GuardRefused):
         s.copy_version(b, "in/x", in_version, b, "out/x")
     assert s.list_keys(b, "") == ["in/x", "out/x"]
+
+
+def test_another_accounts_client_shares_the_data_and_is_not_fenced(
+        store: tuple[ObjectStore, str]) -> None:
+    s, b = store
+    s.put_bytes(b, "in/x", b"one")
+    s.fence = Fence([Touch.s3(s.target.name, b, "in/")])
+    same = s.as_account("same-account", s.target.access_key.value, s.target.secret_key.value)
+    assert same.fence is None and same.target.name == "same-account"
+    assert same.read_bytes(b, "in/x") == b"one"
+    same.put_bytes(b, "out/y", b"written as the account itself")  # no drill's fence on it
+    assert s.read_bytes(b, "out/y") == b"written as the account itself"
+    same.ping()
+
+
+def test_a_key_the_store_does_not_know_is_refused(store: tuple[ObjectStore, str]) -> None:
+    s, b = store
+    stranger = s.as_account("stranger", f"NOSUCHKEY{secrets.token_hex(4).upper()}", "wrong")
+    for call in (stranger.ping, lambda: stranger.list_keys(b, ""),
+                 lambda: stranger.put_bytes(b, "k", b"never written")):
+        with pytest.raises(TargetUnreachable, match="refused the credentials"):
+            call()
+    assert s.read_bytes(b, "k") is None
