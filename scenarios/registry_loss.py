@@ -22,6 +22,7 @@ from harness.errors import Inconclusive, StepFailed, TargetUnreachable
 from harness.runbook import database as db
 from harness.scenario import RunbookStep, Scenario
 from harness.targets.database import DumpRecord
+from harness.targets.protocols import RegistryAPI
 from harness.targets.registry import RegistryError
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class RegistryLoss(Scenario):
         self.state = RegistryState()
 
     @property
-    def registry(self) -> db.RegistryAPI:
+    def registry(self) -> RegistryAPI:
         a = self.ctx.asset
         assert a.served_by is not None  # the inventory requires it for model registries
         return self.ctx.adapters.mlflow(a.served_by)

@@ -25,10 +25,11 @@ from harness.blast import Touch, TouchKind
 from harness.errors import GuardRefused, Inconclusive, StepFailed
 from harness.inventory import Asset, Inventory, JobTarget
 from harness.model import RestorePoint, iso
-from harness.runbook.jobs import JobAPI, has_job, record_loss, replication_job_for
+from harness.runbook.jobs import has_job, record_loss, replication_job_for
 from harness.runbook.timeline import injected_at
 from harness.scenario import RunbookStep, Scenario
 from harness.targets.job import JobRun
+from harness.targets.protocols import JobAPI
 from harness.targets.s3 import S3Store
 
 if TYPE_CHECKING:

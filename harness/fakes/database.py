@@ -1,5 +1,5 @@
 """An in-memory PostgreSQL server for unit tests: :class:`FakeDatabase` implements
-:class:`harness.runbook.database.DatabaseAPI` with the meaning of harness/targets/database.py.
+:class:`harness.targets.protocols.DatabaseAPI` with the meaning of harness/targets/database.py.
 
 Databases hold tables of rows (a key and a dict of columns). What the drills rely on behaves as
 the real adapter's does: table states (row count and a SHA-256 over the rows' hashes in key order)

@@ -2,7 +2,7 @@
 them, the load balancer in front, the frontend clients reach through it, and a load source.
 
 One :class:`FakeFleet` holds the state; the adapters are views of it that implement the protocols
-of harness/runbook/fleet.py with the meaning of the real ones (harness/targets/fleet.py,
+of harness/targets/protocols.py and harness/runbook/fleet.py with the meaning of the real ones (harness/targets/fleet.py,
 loadbalancer.py, inference.py, harness/load.py). Time is the drill's clock (a ``ManualClock`` in
 unit tests): the fleet moves when it is looked at, by what the clock says has passed. A replica on
 a node that is off or frozen is moved by the orchestrator after ``reschedule_s`` to another running

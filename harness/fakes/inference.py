@@ -1,7 +1,7 @@
-"""An in-memory inference node, and the protocol drills need from any inference endpoint.
+"""An in-memory inference node.
 
-:class:`ServingEndpoint` is the part of :class:`harness.targets.inference.InferenceEndpoint` that
-scenarios and the serving steps call. :class:`FakeEndpoint` behaves like the lab's node: ``load``
+:class:`~harness.targets.protocols.ServingEndpoint` is the part of
+:class:`harness.targets.inference.InferenceEndpoint` that scenarios and the serving steps call. :class:`FakeEndpoint` behaves like the lab's node: ``load``
 reads the asset's manifest and every file it lists from a store, checks each SHA-256, and serves
 only what verified; its answers are a deterministic function of the loaded bytes, so a model
 restored one bit wrong answers differently, and a corrupt checkpoint published with a matching
@@ -12,31 +12,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from harness.errors import TargetUnreachable
-from harness.fakes.store import ObjectStore
 from harness.integrity import Manifest
 from harness.inventory import InferenceTarget
 from harness.targets.inference import Readiness
-
-Rows = list[list[float]]
-
-
-class ServingEndpoint(Protocol):
-    """What drills use of an inference endpoint (see harness.targets.inference)."""
-
-    target: InferenceTarget
-
-    def readiness(self) -> Readiness: ...
-
-    def wait_ready(self, timeout_s: float, interval_s: float = 0.2) -> Readiness: ...
-
-    def infer(self, inputs: Rows) -> Rows: ...
-
-    def load(self, timeout_s: float) -> tuple[bool, str]: ...
-
-    def node_state(self) -> dict[str, Any]: ...
+from harness.targets.protocols import ObjectStore, Rows
 
 
 class FakeEndpoint:

@@ -1,5 +1,5 @@
 """An in-memory periodic job for unit tests: :class:`FakeJob` implements
-:class:`harness.runbook.jobs.JobAPI` with the meaning of harness/targets/job.py.
+:class:`harness.targets.protocols.JobAPI` with the meaning of harness/targets/job.py.
 
 The job runs its ``work`` every ``period_s`` of the drill's clock while it is started (a run
 that has ended by the time the job is looked at is recorded with the times it ran), and once, now,

@@ -2,7 +2,7 @@
 FakeDatabase`, as MLflow's lives in PostgreSQL: drop the database and the registry answers with an
 error; restore it and the registry serves what the restored rows hold.
 
-:class:`FakeRegistry` implements :class:`harness.runbook.database.RegistryAPI`. It subclasses the
+:class:`FakeRegistry` implements :class:`harness.targets.protocols.RegistryAPI`. It subclasses the
 real :class:`~harness.targets.registry.MlflowRegistry` and replaces only its reads (the REST
 transport), so :meth:`view`, the flattened comparison the drills make, is the real code.
 """

@@ -1,8 +1,8 @@
-"""An in-memory restic repository, and the protocol drills need from any backup repository.
+"""An in-memory restic repository.
 
-:class:`BackupRepo` is the part of :class:`harness.targets.restic.ResticRepo` that scenarios, the
-restore pipeline (harness/restore.py) and snapshot proofs (harness/proof.py) call.
-:class:`FakeRepo` holds snapshots as files in memory and answers like restic: snapshots oldest
+:class:`~harness.targets.protocols.BackupRepo` is the part of
+:class:`harness.targets.restic.ResticRepo` that scenarios, the restore pipeline
+(harness/restore.py) and snapshot proofs (harness/proof.py) call. :class:`FakeRepo` holds snapshots as files in memory and answers like restic: snapshots oldest
 first, content ids (one chunk per file here) so identical bytes share them, a root tree id that
 is the same for the same content, and :class:`~harness.errors.TargetUnreachable` with restic's
 own wording when a path is not in a snapshot or a chunk fails its check. :meth:`FakeRepo.rot`
@@ -21,42 +21,21 @@ import hashlib
 import io
 import tarfile
 import threading
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING
 
 from harness.errors import Inconclusive, TargetUnreachable
 from harness.inventory import ResticTarget
 from harness.model import utc_now
+from harness.targets.protocols import Trees
 from harness.targets.restic import FileNode, Snapshot
 
 if TYPE_CHECKING:
     from harness.fakes.store import FakeStore
 
-Trees = MutableMapping[str, list[dict[str, Any]]]
-
-
-class BackupRepo(Protocol):
-    """What drills use of a restic repository (see :class:`harness.targets.restic.ResticRepo`)."""
-
-    target: ResticTarget
-
-    def snapshots(self, path: str | None = None) -> list[Snapshot]: ...
-
-    def ls(self, snapshot_id: str, path: str) -> list[str]: ...
-
-    def dump(self, snapshot_id: str, path: str) -> AbstractContextManager[IO[bytes]]: ...
-
-    def dump_tree(self, snapshot_id: str,
-                  path: str) -> AbstractContextManager[Iterator[tuple[str, IO[bytes]]]]: ...
-
-    def files(self, snapshot: Snapshot, path: str,
-              trees: Trees | None = None) -> dict[str, FileNode]: ...
-
-    def restore(self, snapshot_id: str, path: str, target: Path,
-                includes: list[str] | None = None) -> Path: ...
 
 
 class FakeRepo:

@@ -1,5 +1,5 @@
 """An in-memory object-store administration for unit tests: :class:`FakeRgwAdmin` implements
-:class:`harness.runbook.jobs.RgwAdminAPI` with the meaning of harness/targets/rgwadmin.py
+:class:`harness.targets.protocols.RgwAdminAPI` with the meaning of harness/targets/rgwadmin.py
 (accounts with keys that can be suspended, removed and created; bucket quotas and usage).
 
 :meth:`FakeRgwAdmin.authenticate` is what the store asks to accept a key, with the error codes

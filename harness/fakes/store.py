@@ -1,7 +1,8 @@
-"""An in-memory S3 store, and the protocol the object scenarios need from any store.
+"""An in-memory S3 store.
 
-:class:`ObjectStore` is the part of :class:`harness.targets.s3.S3Store` that scenarios, runbook
-steps, the safety copy and the restore pipeline call. :class:`FakeStore` implements it in memory
+:class:`~harness.targets.protocols.ObjectStore` is the part of :class:`harness.targets.s3.S3Store`
+that scenarios, runbook steps, the safety copy and the restore pipeline call.
+:class:`FakeStore` implements it in memory
 with what makes drills honest: versioned and unversioned buckets, delete markers, version ids,
 ``ETag`` as S3 computes it (MD5, or MD5 of the part MD5s for a multipart upload), the ``fence``
 attribute with the same refusals as the real adapter, and the real adapter's errors (a missing
@@ -26,13 +27,13 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 
 from harness.blast import Fence
 from harness.errors import TargetUnreachable
 from harness.integrity import Readable
 from harness.inventory import S3Target, Secret
 from harness.model import utc_now
+from harness.targets.protocols import Hashes
 from harness.targets.s3 import (
     MULTIPART_THRESHOLD,
     PART_SIZE,
@@ -42,54 +43,8 @@ from harness.targets.s3 import (
     read_part,
 )
 
-Hashes = dict[str, tuple[str | None, int]]
-
 #: (access key, secret key) -> None when the gateway accepts them, else RGW's error code.
 Authenticate = Callable[[str, str], "str | None"]
-
-
-class ObjectStore(Protocol):
-    """What drills use of an S3 store (see :class:`harness.targets.s3.S3Store`)."""
-
-    target: S3Target
-    fence: Fence | None
-
-    def as_account(self, label: str, access_key: str, secret_key: str) -> ObjectStore: ...
-
-    def ping(self) -> None: ...
-
-    def versioning_enabled(self, bucket: str) -> bool: ...
-
-    def list_versions(self, bucket: str, prefix: str) -> list[ObjectVersion]: ...
-
-    def list_keys(self, bucket: str, prefix: str) -> list[str]: ...
-
-    def exists(self, bucket: str, key: str) -> bool: ...
-
-    def read_bytes(self, bucket: str, key: str, version_id: str | None = None) -> bytes | None: ...
-
-    def open(self, bucket: str, key: str, version_id: str | None = None) -> Readable: ...
-
-    def hash_object(self, bucket: str, key: str,
-                    version_id: str | None = None) -> tuple[str | None, int]: ...
-
-    def hash_objects(self, bucket: str, keys: list[tuple[str, str | None]]) -> Hashes: ...
-
-    def ensure_bucket(self, bucket: str, versioned: bool) -> None: ...
-
-    def upload_stream(self, bucket: str, key: str, stream: Readable) -> tuple[str, int]: ...
-
-    def upload_hashed(self, bucket: str, key: str, stream: Readable, *,
-                      parts: concurrent.futures.Executor, budget: PartBudget,
-                      part_size: int = PART_SIZE,
-                      threshold: int = MULTIPART_THRESHOLD) -> tuple[str, int]: ...
-
-    def put_bytes(self, bucket: str, key: str, data: bytes) -> None: ...
-
-    def delete(self, bucket: str, key: str, version_id: str | None = None) -> None: ...
-
-    def copy_version(self, src_bucket: str, key: str, version_id: str, dest_bucket: str,
-                     dest_key: str) -> None: ...
 
 
 @dataclass

@@ -22,60 +22,23 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from harness import lease
-from harness.blast import Fence, Touch
+from harness.blast import Touch
 from harness.context import DrillContext
 from harness.errors import Inconclusive, StepFailed
-from harness.inventory import MlflowTarget
 from harness.model import RESTORE_POINT_CLOCK_TOLERANCE_S, RestorePoint, iso
 from harness.runbook.timeline import injected_at
 from harness.scenario import RunbookStep
 from harness.targets.database import DumpCatalog, DumpInfo, DumpRecord, TableState, sha256_file
-from harness.targets.registry import ModelVersion, RegisteredModel
+from harness.targets.protocols import DatabaseAPI
 
 #: At most this many lost keys are listed in the evidence (all are counted).
 LIST_LIMIT = 50
 
 #: Scenario-specific detail of a loss: (restore point, per-table loss) -> evidence fields.
 ExplainLoss = Callable[[DumpRecord, dict[str, "TableLoss"]], dict[str, Any]]
-
-
-class DatabaseAPI(Protocol):
-    """What the database steps need from a PostgreSQL server (harness.targets.database.Database,
-    harness.fakes.database.FakeDatabase). Writes outside ``fence`` are refused."""
-
-    fence: Fence | None
-
-    @property
-    def where(self) -> str: ...
-    def ping(self) -> str: ...
-    def exists(self, database: str) -> bool: ...
-    def owner(self, database: str) -> str: ...
-    def tables(self, database: str) -> list[str]: ...
-    def table_states(self, database: str) -> dict[str, TableState]: ...
-    def row_hashes(self, database: str, table: str) -> dict[str, str]: ...
-    def query(self, database: str, statement: str,
-              params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...
-    def dump(self, database: str, path: Path) -> DumpInfo: ...
-    def drop(self, database: str) -> None: ...
-    def restore(self, database: str, path: Path, owner: str) -> None: ...
-    def archive_created(self, path: Path) -> datetime: ...
-    def list_archive(self, path: Path) -> list[str]: ...
-
-
-class RegistryAPI(Protocol):
-    """What a drill needs from a model registry kept in the database (harness.targets.registry.
-    MlflowRegistry, harness.fakes.registry.FakeRegistry)."""
-
-    target: MlflowTarget
-
-    def ping(self) -> None: ...
-    def wait_ready(self, timeout_s: float, interval_s: float = 0.5) -> str | None: ...
-    def registered_models(self) -> list[RegisteredModel]: ...
-    def versions(self, name: str) -> list[ModelVersion]: ...
-    def view(self) -> set[str]: ...
 
 
 @dataclass

@@ -28,6 +28,7 @@ from harness.runbook.jobs import record_loss
 from harness.runbook.object_state import ObjectState, Source
 from harness.runbook.serving import ServingState
 from harness.scenario import RunbookStep, Scenario
+from harness.targets.protocols import RgwAdminAPI
 
 if TYPE_CHECKING:
     from harness.context import DrillContext
@@ -121,7 +122,7 @@ class BackupJobDrill(Scenario, Generic[S]):
         return super().applies_to(inventory, asset) and jobs.has_job(inventory, "backup", asset)
 
     @property
-    def admin(self) -> jobs.RgwAdminAPI:
+    def admin(self) -> RgwAdminAPI:
         return jobs.rgw_admin(self.ctx, self.state.job_target)
 
     def touches(self) -> list[Touch]:

@@ -9,10 +9,10 @@ put them back in rotation); and the revert (thaw or power on what the drill stop
 every replica is home and every server UP). The load through the drill and the SLO gate are in
 harness/runbook/fleet_load.py.
 
-The adapters are typed by the protocols below; the real ones are in harness/targets/ (fleet.py,
-loadbalancer.py, inference.py), the in-memory ones in harness/fakes/fleet.py. Step factories bind
-``(ctx, state)`` with ``functools.partial``, so an override reads the state from
-``original.args[1]``.
+The adapters are typed by harness/targets/protocols.py (the load by the protocols below); the
+real ones are in harness/targets/ (fleet.py, loadbalancer.py, inference.py), the in-memory ones
+in harness/fakes/fleet.py. Step factories bind ``(ctx, state)`` with ``functools.partial``, so
+an override reads the state from ``original.args[1]``.
 """
 
 from __future__ import annotations
@@ -22,57 +22,22 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 from harness.blast import Touch, TouchKind
 from harness.context import DrillContext
 from harness.errors import GuardRefused, Inconclusive, StepFailed, TargetUnreachable
 from harness.integrity import Manifest
-from harness.inventory import InferenceTarget
 from harness.load import LoadProfile, SecondSample
 from harness.model import RestorePoint
 from harness.scenario import RunbookStep
 from harness.targets.fleet import FleetView, ReplicaView
-from harness.targets.inference import Readiness
-from harness.targets.loadbalancer import ServerView
-
-
-class EndpointAPI(Protocol):
-    """An inference endpoint (harness.targets.inference.InferenceEndpoint)."""
-
-    target: InferenceTarget
-
-    def readiness(self) -> Readiness: ...
-    def infer(self, inputs: list[list[float]]) -> list[list[float]]: ...
-    def node_state(self) -> dict[str, Any]: ...
-
-
-class LoadBalancerAPI(Protocol):
-    """One backend of a load balancer (harness.targets.loadbalancer.LoadBalancer)."""
-
-    def servers(self) -> dict[str, ServerView]: ...
-    def set_state(self, server: str, state: str) -> None: ...
-    def wait_for(self, server: str, want: str, timeout_s: float,
-                 interval_s: float = 0.1) -> ServerView: ...
-
-
-class OrchestratorAPI(Protocol):
-    """Where replicas run (harness.targets.fleet.Orchestrator)."""
-
-    def view(self) -> FleetView: ...
-    def endpoint(self, replica: ReplicaView, model: str) -> EndpointAPI: ...
-
-
-class NodeHostAPI(Protocol):
-    """One node of the fleet, acted on as power and the kernel would (harness.targets.fleet.
-    NodeHost)."""
-
-    def state(self) -> str: ...
-    def crash(self) -> None: ...
-    def freeze(self) -> None: ...
-    def thaw(self) -> None: ...
-    def wait_off(self, timeout_s: float) -> bool: ...
-    def power_on(self, timeout_s: float) -> None: ...
+from harness.targets.protocols import (
+    EndpointAPI,
+    LoadBalancerAPI,
+    NodeHostAPI,
+    OrchestratorAPI,
+)
 
 
 class LoadSource(Protocol):

@@ -17,25 +17,23 @@ an override reads the state from ``original.args[1]``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import IO, Any, Protocol
+from typing import Any
 
 from harness.blast import Touch, TouchKind
 from harness.context import DrillContext
 from harness.errors import GuardRefused, Inconclusive, StepFailed, TargetUnreachable
 from harness.guards import require_drill_safe
 from harness.integrity import sha256_stream
-from harness.inventory import Asset, Inventory, JobTarget, ResticTarget
+from harness.inventory import Asset, Inventory, JobTarget
 from harness.model import RestorePoint, iso, measure_rpo
 from harness.runbook.timeline import injected_at
 from harness.scenario import RunbookStep
-from harness.targets.job import JobRun
+from harness.targets.protocols import BackupRepo, JobAPI, RgwAdminAPI
 from harness.targets.restic import Snapshot
-from harness.targets.rgwadmin import Quota, UserInfo
 
 #: What a store's error text says was refused -> the runbook's name for it.
 STORE_ERRORS = (
@@ -47,43 +45,6 @@ STORE_ERRORS = (
     ("AccessDenied", "access-denied"),
     ("Access Denied", "access-denied"),
 )
-
-
-class JobAPI(Protocol):
-    """A periodic job (harness.targets.job.Job, harness.fakes.job.FakeJob)."""
-
-    def runs(self) -> list[JobRun]: ...
-    def last_success(self) -> JobRun | None: ...
-    def runs_since(self, when: datetime) -> list[JobRun]: ...
-    def start(self, timeout_s: float = 60.0) -> None: ...
-    def stop(self, timeout_s: float = 60.0) -> None: ...
-    def run_once(self, timeout_s: float = 600.0) -> str: ...
-
-
-class RgwAdminAPI(Protocol):
-    """Accounts, keys and quotas of an object store (harness.targets.rgwadmin.RgwAdmin,
-    harness.fakes.rgwadmin.FakeRgwAdmin)."""
-
-    def user_info(self, uid: str) -> UserInfo: ...
-    def suspend(self, uid: str) -> None: ...
-    def enable(self, uid: str) -> None: ...
-    def remove_key(self, uid: str, access_key: str) -> None: ...
-    def create_key(self, uid: str, access_key: str | None = None,
-                   secret_key: str | None = None) -> tuple[str, str]: ...
-    def bucket_quota(self, bucket: str) -> Quota: ...
-    def bucket_usage(self, bucket: str) -> tuple[int, int]: ...
-    def set_bucket_quota(self, bucket: str, quota: Quota) -> None: ...
-
-
-class SnapshotRepoAPI(Protocol):
-    """What the backup-job steps read from the job's restic repository."""
-
-    target: ResticTarget
-
-    def snapshots(self, path: str | None = None) -> list[Snapshot]: ...
-    def dump_tree(self, snapshot_id: str,
-                  path: str) -> AbstractContextManager[Iterator[tuple[str, IO[bytes]]]]: ...
-    def run(self, *args: str, timeout_s: float | None = None) -> str: ...
 
 
 @dataclass
@@ -175,7 +136,7 @@ def job(ctx: DrillContext, target: JobTarget) -> JobAPI:
     return ctx.adapters.job(target.name)
 
 
-def backup_repo(ctx: DrillContext) -> SnapshotRepoAPI:
+def backup_repo(ctx: DrillContext) -> BackupRepo:
     assert ctx.asset.backup is not None
     return ctx.adapters.restic(ctx.asset.backup)
 

@@ -17,11 +17,10 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from harness.errors import Inconclusive, StepFailed
-from harness.fakes.restic import BackupRepo
-from harness.fakes.store import ObjectStore
 from harness.guards import SafetyCopy
 from harness.integrity import Manifest, ManifestEntry
 from harness.model import RESTORE_POINT_CLOCK_TOLERANCE_S, event_by_name
+from harness.targets.protocols import BackupRepo, ObjectStore
 from harness.targets.restic import ResticRepo, Snapshot
 from harness.targets.s3 import ObjectVersion, S3Store
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness.errors import Inconclusive, StepFailed
-from harness.fakes.inference import ServingEndpoint
 from harness.golden import Golden, GoldenMatch, Rows
 from harness.runbook.bind import bound
 from harness.scenario import RunbookStep
+from harness.targets.protocols import ServingEndpoint
 
 if TYPE_CHECKING:
     from harness.context import DrillContext

@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from harness.fakes.inference import FakeEndpoint, ServingEndpoint
+from harness.fakes.inference import FakeEndpoint
 from harness.fakes.store import FakeStore
 from harness.golden import Golden
 from harness.inventory import InferenceTarget, S3Target, load_inventory
 from harness.inventory.model import Secret
 from harness.targets.inference import InferenceEndpoint
+from harness.targets.protocols import ServingEndpoint
 
 
 def _fake() -> tuple[ServingEndpoint, Golden]:

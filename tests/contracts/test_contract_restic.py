@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 
 from harness.errors import TargetUnreachable
-from harness.fakes.restic import BackupRepo, FakeRepo
+from harness.fakes.restic import FakeRepo
 from harness.integrity import Manifest
 from harness.inventory import ResticTarget
 from harness.inventory.model import Secret
 from harness.restore import hash_from_backup
+from harness.targets.protocols import BackupRepo
 
 #: relative path -> sha256 of files a snapshot of the path holds
 Expected = dict[str, str]

@@ -17,9 +17,10 @@ import pytest
 
 from harness.blast import Fence, Touch
 from harness.errors import GuardRefused, TargetUnreachable
-from harness.fakes.store import FakeStore, ObjectStore, s3_etag
+from harness.fakes.store import FakeStore, s3_etag
 from harness.inventory import S3Target
 from harness.inventory.model import Secret
+from harness.targets.protocols import ObjectStore
 from harness.targets.s3 import PartBudget, S3Store, StoreError
 
 MiB = 1024 * 1024

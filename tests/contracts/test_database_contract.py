@@ -16,8 +16,8 @@ from harness.blast import Fence, Touch
 from harness.errors import GuardRefused, Inconclusive
 from harness.fakes.database import FakeDatabase
 from harness.journal import Clock
-from harness.runbook.database import DatabaseAPI
 from harness.targets.database import Database, DatabaseMissing, sha256_file
+from harness.targets.protocols import DatabaseAPI
 
 ROWS = {"1": "first", "2": "second", "3": "third"}
 

@@ -11,7 +11,7 @@ import pytest
 
 from harness.fakes.fleet import FakeFleet
 from harness.journal import Clock
-from harness.runbook.fleet import LoadBalancerAPI, NodeHostAPI, OrchestratorAPI
+from harness.targets.protocols import LoadBalancerAPI, NodeHostAPI, OrchestratorAPI
 
 NODES = ["gpu-node-1", "gpu-node-2", "gpu-node-3"]
 

@@ -12,7 +12,7 @@ from harness.errors import Inconclusive
 from harness.fakes.job import FakeJob
 from harness.fakes.rgwadmin import FakeRgwAdmin
 from harness.journal import Clock
-from harness.runbook.jobs import JobAPI, RgwAdminAPI
+from harness.targets.protocols import JobAPI, RgwAdminAPI
 from harness.targets.rgwadmin import Quota
 
 UID = "drillbook-backup"

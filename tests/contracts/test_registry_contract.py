@@ -10,7 +10,7 @@ from harness.fakes.database import FakeDatabase
 from harness.fakes.registry import FakeRegistry
 from harness.inventory import MlflowTarget
 from harness.journal import Clock
-from harness.runbook.database import RegistryAPI
+from harness.targets.protocols import RegistryAPI
 
 KINDS = {"model", "model-tag", "alias", "version", "stage", "version-tag", "metric"}
 
