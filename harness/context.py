@@ -50,6 +50,18 @@ from harness.targets.inference import InferenceEndpoint
 from harness.targets.job import Job
 from harness.targets.kube import KubeCluster
 from harness.targets.loadbalancer import LoadBalancer
+from harness.targets.protocols import (
+    BackupRepo,
+    DatabaseAPI,
+    JobAPI,
+    LoadBalancerAPI,
+    NodeHostAPI,
+    ObjectStore,
+    OrchestratorAPI,
+    RegistryAPI,
+    RgwAdminAPI,
+    ServingEndpoint,
+)
 from harness.targets.registry import MlflowRegistry
 from harness.targets.restic import ResticRepo
 from harness.targets.rgwadmin import RgwAdmin
@@ -91,7 +103,13 @@ class Findings:
 
 
 class Adapters:
-    """One adapter per inventory target, created on first use and shared within the drill."""
+    """One adapter per inventory target, created on first use and shared within the drill.
+
+    Each is handed out as its kind's protocol (harness/targets/protocols.py), which the real
+    adapter and its fake both satisfy, so a scenario calls only what every implementation has.
+    A Kubernetes cluster and a host are handed out as their concrete adapters: neither has a
+    fake to keep to a protocol (the cluster is tested on recorded API responses, host checks
+    drive testinfra's objects)."""
 
     def __init__(self, inventory: Inventory, work_dir: Path,
                  provided: Mapping[str, object] | None = None) -> None:
@@ -116,56 +134,56 @@ class Adapters:
             if hasattr(adapter, "fence"):  # stores and databases, real or fake
                 adapter.fence = fence
 
-    def s3(self, name: str) -> S3Store:
+    def s3(self, name: str) -> ObjectStore:
         if name not in self._cache:
             self._cache[name] = S3Store(self.inventory.s3(name))
             self._cache[name].fence = self.fence
-        store: S3Store = self._cache[name]
+        store: ObjectStore = self._cache[name]
         return store
 
-    def restic(self, name: str) -> ResticRepo:
+    def restic(self, name: str) -> BackupRepo:
         if name not in self._cache:
             self._cache[name] = ResticRepo(self.inventory.restic(name),
                                            cache_dir=self.work_dir / "restic-cache")
-        repo: ResticRepo = self._cache[name]
+        repo: BackupRepo = self._cache[name]
         return repo
 
-    def rgw_admin(self, name: str) -> RgwAdmin:
+    def rgw_admin(self, name: str) -> RgwAdminAPI:
         if name not in self._cache:
             self._cache[name] = RgwAdmin(self.inventory.rgw_admin(name))
-        admin: RgwAdmin = self._cache[name]
+        admin: RgwAdminAPI = self._cache[name]
         return admin
 
-    def job(self, name: str) -> Job:
+    def job(self, name: str) -> JobAPI:
         if name not in self._cache:
             self._cache[name] = Job(self.inventory.job(name))
-        job: Job = self._cache[name]
+        job: JobAPI = self._cache[name]
         return job
 
-    def inference(self, name: str) -> InferenceEndpoint:
+    def inference(self, name: str) -> ServingEndpoint:
         if name not in self._cache:
             self._cache[name] = InferenceEndpoint(self.inventory.inference(name))
-        ep: InferenceEndpoint = self._cache[name]
+        ep: ServingEndpoint = self._cache[name]
         return ep
 
-    def postgres(self, name: str) -> Database:
+    def postgres(self, name: str) -> DatabaseAPI:
         if name not in self._cache:
             self._cache[name] = Database(self.inventory.postgres(name))
             self._cache[name].fence = self.fence
-        db: Database = self._cache[name]
+        db: DatabaseAPI = self._cache[name]
         return db
 
-    def mlflow(self, name: str) -> MlflowRegistry:
+    def mlflow(self, name: str) -> RegistryAPI:
         if name not in self._cache:
             self._cache[name] = MlflowRegistry(self.inventory.mlflow(name))
-        reg: MlflowRegistry = self._cache[name]
+        reg: RegistryAPI = self._cache[name]
         return reg
 
-    def loadbalancer(self, name: str) -> LoadBalancer:
+    def loadbalancer(self, name: str) -> LoadBalancerAPI:
         if name not in self._cache:
             t = self.inventory.loadbalancer(name)
             self._cache[name] = LoadBalancer(t.socket, t.backend, name=t.name)
-        lb: LoadBalancer = self._cache[name]
+        lb: LoadBalancerAPI = self._cache[name]
         return lb
 
     def kube(self, name: str) -> KubeCluster:
@@ -183,15 +201,15 @@ class Adapters:
         host: Host = self._cache[key]
         return host
 
-    def node(self, name: str) -> NodeHost:
+    def node(self, name: str) -> NodeHostAPI:
         if name in self._cache:
-            host: NodeHost = self._cache[name]
+            host: NodeHostAPI = self._cache[name]
             return host
         return NodeHost(self.inventory.node(name))
 
-    def orchestrator(self, name: str) -> Orchestrator:
+    def orchestrator(self, name: str) -> OrchestratorAPI:
         if name in self._cache:
-            orch: Orchestrator = self._cache[name]
+            orch: OrchestratorAPI = self._cache[name]
             return orch
         return Orchestrator(self.inventory.orchestrator(name))
 

@@ -275,7 +275,15 @@ def cmd_gc(args: argparse.Namespace, inventory: Inventory) -> int:
     from harness.lease import LeaseResolver, list_leases
     adapters = Adapters(inventory, Path("evidence") / ".work")
     resolver = LeaseResolver(inventory, adapters.s3, adapters.postgres, adapters.kube)
-    report = collect(inventory, adapters.s3, lambda: list_leases(resolver.all_stores()),
+    # gc lists and aborts multipart uploads, beyond what drills may do: the concrete adapter
+    stores: dict[str, S3Store] = {}
+
+    def s3(name: str) -> S3Store:
+        if name not in stores:
+            stores[name] = S3Store(inventory.s3(name))
+        return stores[name]
+
+    report = collect(inventory, s3, lambda: list_leases(resolver.all_stores()),
                      min_age_s=args.min_age, dry_run=args.dry_run, rgw_gc=not args.no_rgw_gc)
     print("\n".join(report.lines()))
     return report.exit_code

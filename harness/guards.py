@@ -17,7 +17,8 @@ from typing import TypeVar
 from harness import lease
 from harness.errors import GuardRefused, StepFailed
 from harness.inventory import Inventory
-from harness.targets.s3 import ObjectVersion, S3Store
+from harness.targets.protocols import ObjectStore
+from harness.targets.s3 import ObjectVersion
 
 FOUND_STATE = "found-state.json"
 FOUND_STATE_FORMAT = "drillbook-found-state/1"
@@ -55,7 +56,7 @@ class SafetyCopy:
     (newest first per key), so :meth:`load` can put the prefix back from another process
     (``drillbook recover``) after the drill that took it died."""
 
-    def __init__(self, store: S3Store, bucket: str, prefix: str, safety_bucket: str,
+    def __init__(self, store: ObjectStore, bucket: str, prefix: str, safety_bucket: str,
                  drill_id: str) -> None:
         self.store = store
         self.bucket = bucket
@@ -92,7 +93,7 @@ class SafetyCopy:
         return sum(1 for f in found if not f.is_delete_marker)
 
     @classmethod
-    def load(cls, store: S3Store, safety_bucket: str, root: str, *, bucket: str | None = None,
+    def load(cls, store: ObjectStore, safety_bucket: str, root: str, *, bucket: str | None = None,
              prefix: str | None = None) -> SafetyCopy:
         """The safety copy a drill took, from its found-state.json (older copies wrote a bare
         list of versions: give bucket and prefix then). Raises GuardRefused when it is absent."""

@@ -38,7 +38,8 @@ from typing import Any
 
 from harness.model import Scalar
 from harness.restore import hash_from_backup
-from harness.targets.restic import FileNode, ResticRepo, Snapshot
+from harness.targets.protocols import BackupRepo
+from harness.targets.restic import FileNode, Snapshot
 
 CACHE_FORMAT = "drillbook-proofs/1"
 MAX_TREES = 2000  # tree blobs kept (oldest dropped first)
@@ -144,7 +145,7 @@ class SnapshotProof:
                 "bytes_read": self.bytes_read, "proof_s": round(self.seconds, 3)}
 
 
-def prove_snapshot(repo: ResticRepo, snapshot: Snapshot, base_path: str, expected: Expected,
+def prove_snapshot(repo: BackupRepo, snapshot: Snapshot, base_path: str, expected: Expected,
                    cache: ProofCache | None, *, sample: int = 1, seed: str = "",
                    files: int = 4) -> SnapshotProof:
     """Does ``snapshot`` hold, under ``base_path``, every file of ``expected`` with that hash?
@@ -204,7 +205,7 @@ def prove_snapshot(repo: ResticRepo, snapshot: Snapshot, base_path: str, expecte
                          time.monotonic() - started)
 
 
-def _proven_before(repo: ResticRepo, snapshot: Snapshot, base_path: str, expected: Expected,
+def _proven_before(repo: BackupRepo, snapshot: Snapshot, base_path: str, expected: Expected,
                    sample: int, seed: str, files: int, started: float) -> SnapshotProof:
     """A snapshot whose root tree was proven against this manifest: only the sample is read."""
     sampled = _sample(sorted(expected), sample, seed or snapshot.id)

@@ -40,8 +40,8 @@ from typing import TypeVar
 
 from harness.errors import TargetUnreachable, UsageError
 from harness.integrity import Readable, sha256_stream
-from harness.targets.restic import ResticRepo
-from harness.targets.s3 import MULTIPART_THRESHOLD, PART_SIZE, PartBudget, S3Store
+from harness.targets.protocols import BackupRepo, ObjectStore
+from harness.targets.s3 import MULTIPART_THRESHOLD, PART_SIZE, PartBudget
 
 METHODS = ("dump", "restore")
 #: reads of a stream that is only hashed: small, so that several at once stay out of glibc's
@@ -122,8 +122,8 @@ class RestoreReport:
         return {k: (t.sha256, t.size) for k, t in self.transfers.items()}
 
 
-def restore_to_store(repo: ResticRepo, snapshot_id: str, base_path: str,
-                     files: Mapping[str, str], store: S3Store, bucket: str, *,
+def restore_to_store(repo: BackupRepo, snapshot_id: str, base_path: str,
+                     files: Mapping[str, str], store: ObjectStore, bucket: str, *,
                      tuning: RestoreTuning | None = None,
                      scratch: Path | None = None) -> RestoreReport:
     """Restore ``files`` (path relative to ``base_path`` in the snapshot -> store key) into
@@ -155,7 +155,7 @@ def restore_to_store(repo: ResticRepo, snapshot_id: str, base_path: str,
         return RestoreReport(transfers, "restore", time.monotonic() - started, restic_s)
 
 
-def _restore_in_groups(repo: ResticRepo, snapshot_id: str, base_path: str,
+def _restore_in_groups(repo: BackupRepo, snapshot_id: str, base_path: str,
                        files: Mapping[str, str], tmp: Path,
                        upload: Callable[[str, Opener], Transfer], groups: int
                        ) -> tuple[dict[str, Transfer], float]:
@@ -186,7 +186,7 @@ def _restore_in_groups(repo: ResticRepo, snapshot_id: str, base_path: str,
     return {files[rel]: transfers[files[rel]] for rel in rels}, max(restic_s, default=0.0)
 
 
-def hash_from_backup(repo: ResticRepo, snapshot_id: str, base_path: str, rels: list[str], *,
+def hash_from_backup(repo: BackupRepo, snapshot_id: str, base_path: str, rels: list[str], *,
                      files: int = 4) -> dict[str, tuple[str, int]]:
     """(sha256, size) of files in a snapshot, ``files`` restic streams at a time, nothing kept."""
     base = "/" + base_path.strip("/")
@@ -202,7 +202,7 @@ def hash_from_backup(repo: ResticRepo, snapshot_id: str, base_path: str, rels: l
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def _dump_opener(repo: ResticRepo, snapshot_id: str, path: str) -> Opener:
+def _dump_opener(repo: BackupRepo, snapshot_id: str, path: str) -> Opener:
     return lambda: repo.dump(snapshot_id, path)
 
 

@@ -29,8 +29,7 @@ from harness.runbook.jobs import has_job, record_loss, replication_job_for
 from harness.runbook.timeline import injected_at
 from harness.scenario import RunbookStep, Scenario
 from harness.targets.job import JobRun
-from harness.targets.protocols import JobAPI
-from harness.targets.s3 import S3Store
+from harness.targets.protocols import JobAPI, ObjectStore
 
 if TYPE_CHECKING:
     from harness.context import DrillContext
@@ -88,11 +87,11 @@ class ReplicationBreak(Scenario):
         return self.ctx.adapters.job(self.job_target.name)
 
     @property
-    def primary(self) -> S3Store:
+    def primary(self) -> ObjectStore:
         return self.ctx.adapters.s3(self.ctx.asset.store)
 
     @property
-    def replica(self) -> S3Store:
+    def replica(self) -> ObjectStore:
         assert self.job_target.replica_store is not None
         return self.ctx.adapters.s3(self.job_target.replica_store)
 

@@ -31,13 +31,13 @@ from harness.load import (
     summarize,
 )
 from harness.model import event_by_name
-from harness.targets.inference import InferenceEndpoint
+from harness.targets.protocols import EndpointAPI
 
 
 class ServiceLoad:
     """Baseline, continuous load through the fault, recovery time, acceptance gate."""
 
-    def __init__(self, ctx: DrillContext, endpoint: InferenceEndpoint, golden: Golden,
+    def __init__(self, ctx: DrillContext, endpoint: EndpointAPI, golden: Golden,
                  steps: int) -> None:
         self.ctx, self.endpoint, self.golden, self.steps = ctx, endpoint, golden, steps
         self.base: list[SecondSample] = []

@@ -21,8 +21,8 @@ from harness.guards import SafetyCopy
 from harness.integrity import Manifest, ManifestEntry
 from harness.model import RESTORE_POINT_CLOCK_TOLERANCE_S, event_by_name
 from harness.targets.protocols import BackupRepo, ObjectStore
-from harness.targets.restic import ResticRepo, Snapshot
-from harness.targets.s3 import ObjectVersion, S3Store
+from harness.targets.restic import Snapshot
+from harness.targets.s3 import ObjectVersion
 
 if TYPE_CHECKING:
     from harness.context import DrillContext
@@ -112,12 +112,11 @@ def store(ctx: DrillContext) -> ObjectStore:
     return ctx.adapters.s3(ctx.asset.store)
 
 
-def s3(ctx: DrillContext) -> S3Store:
-    # the safety copy and the restore pipeline take the concrete adapter type
+def s3(ctx: DrillContext) -> ObjectStore:
     return ctx.adapters.s3(ctx.asset.store)
 
 
-def restic(ctx: DrillContext) -> ResticRepo:
+def restic(ctx: DrillContext) -> BackupRepo:
     a = ctx.asset
     if a.backup is None or a.backup_path is None:
         raise Inconclusive(f"asset {a.id} has no backup target and path in the inventory: there "

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -32,7 +32,10 @@ from psycopg import sql
 from harness.blast import Fence
 from harness.errors import Inconclusive, TargetUnreachable
 from harness.inventory import PostgresTarget
-from harness.targets.s3 import S3Store
+
+if TYPE_CHECKING:
+    # the protocols module imports this one's records
+    from harness.targets.protocols import ObjectStore
 
 #: The format of a dump's manifest (the JSON object stored beside each archive).
 DUMP_FORMAT = "drillbook-pgdump/1"
@@ -330,7 +333,7 @@ class DumpCatalog:
     """pg_dump archives in a bucket under a prefix: ``<stamp>.dump`` and its ``<stamp>.json``
     manifest, written after the archive so a manifest always names an archive that exists."""
 
-    def __init__(self, store: S3Store, bucket: str, prefix: str) -> None:
+    def __init__(self, store: ObjectStore, bucket: str, prefix: str) -> None:
         self.store = store
         self.bucket = bucket
         self.prefix = prefix

@@ -185,7 +185,8 @@ class DatabaseAPI(Protocol):
 
 
 class RegistryAPI(Protocol):
-    """What a drill needs from a model registry kept in the database."""
+    """What a drill needs from a model registry kept in the database (and what a site's
+    scenario moves in it: an alias)."""
 
     target: MlflowTarget
 
@@ -194,6 +195,7 @@ class RegistryAPI(Protocol):
     def registered_models(self) -> list[RegisteredModel]: ...
     def versions(self, name: str) -> list[ModelVersion]: ...
     def view(self) -> set[str]: ...
+    def set_alias(self, name: str, alias: str, version: str) -> None: ...
 
 
 class LoadBalancerAPI(Protocol):

@@ -6,7 +6,7 @@ from harness.errors import Inconclusive, StepFailed
 from harness.model import RestorePoint
 from harness.params import Param
 from harness.scenario import RunbookStep, Scenario
-from harness.targets.registry import MlflowRegistry
+from harness.targets.protocols import RegistryAPI
 
 
 class RegistryAliasDrift(Scenario):
@@ -19,7 +19,7 @@ class RegistryAliasDrift(Scenario):
     good = ""  # the version the alias pointed at before the fault: the restore point
 
     @property
-    def registry(self) -> MlflowRegistry:
+    def registry(self) -> RegistryAPI:
         assert self.ctx.asset.served_by is not None  # a model-registry asset names its server
         return self.ctx.adapters.mlflow(self.ctx.asset.served_by)
 
