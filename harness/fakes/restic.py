@@ -2,11 +2,12 @@
 
 :class:`~harness.targets.protocols.BackupRepo` is the part of
 :class:`harness.targets.restic.ResticRepo` that scenarios, the restore pipeline
-(harness/restore.py) and snapshot proofs (harness/proof.py) call. :class:`FakeRepo` holds snapshots as files in memory and answers like restic: snapshots oldest
-first, content ids (one chunk per file here) so identical bytes share them, a root tree id that
-is the same for the same content, and :class:`~harness.errors.TargetUnreachable` with restic's
-own wording when a path is not in a snapshot or a chunk fails its check. :meth:`FakeRepo.rot`
-damages a file in a snapshot after the fact (a corrupt pack file).
+(harness/restore.py) and snapshot proofs (harness/proof.py) call. :class:`FakeRepo` holds
+snapshots as files in memory and answers like restic: snapshots oldest first, content ids (one
+chunk per file here) so identical bytes share them, a root tree id that is the same for the same
+content, and :class:`~harness.errors.TargetUnreachable` with restic's own wording when a path is
+not in a snapshot or a chunk fails its check. :meth:`FakeRepo.rot` damages a file in a snapshot
+after the fact (a corrupt pack file).
 
 A repository given the store it lives in (``store``, an S3 repository's bucket and prefix) is
 also a backup target: :meth:`FakeRepo.backup_files` writes each snapshot's data into that bucket
@@ -35,7 +36,6 @@ from harness.targets.restic import FileNode, Snapshot
 
 if TYPE_CHECKING:
     from harness.fakes.store import FakeStore
-
 
 
 class FakeRepo:

@@ -2,12 +2,12 @@
 
 :class:`~harness.targets.protocols.ObjectStore` is the part of :class:`harness.targets.s3.S3Store`
 that scenarios, runbook steps, the safety copy and the restore pipeline call.
-:class:`FakeStore` implements it in memory
-with what makes drills honest: versioned and unversioned buckets, delete markers, version ids,
-``ETag`` as S3 computes it (MD5, or MD5 of the part MD5s for a multipart upload), the ``fence``
-attribute with the same refusals as the real adapter, and the real adapter's errors (a missing
-key is a :class:`~harness.targets.s3.StoreError` with code ``NoSuchKey``). ``tests/contracts``
-runs the same assertions against both.
+:class:`FakeStore` implements it in memory with what makes drills honest: versioned and
+unversioned buckets, delete markers, version ids, ``ETag`` as S3 computes it (MD5, or MD5 of the
+part MD5s for a multipart upload), the ``fence`` attribute with the same refusals as the real
+adapter, and the real adapter's errors (a missing key is a
+:class:`~harness.targets.s3.StoreError` with code ``NoSuchKey``). ``tests/contracts`` runs the
+same assertions against both.
 
 Accounts: ``as_account`` is another client of the same gateway under other keys, unfenced, as
 the real adapter's is; when the store is given ``accounts`` (what RGW asks its users, e.g.
