@@ -33,12 +33,22 @@ endif
 drill-quarterly:
 	$(MAKE) drill QUARTERLY=1
 
+# pytest with the plugins the suite uses named rather than autoloaded: autoloading imports every
+# installed plugin (locust's among them) and has pytest rewrite the asserts of each plugin's whole
+# distribution, ours included, again in every xdist worker. Compiled modules are cached in
+# __pycache__ as Python does by default (this machine's PYTHONDONTWRITEBYTECODE would have every
+# process compile everything again), and compiled once before the workers start.
+PYTEST := PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest \
+	-p harness.pytest_plugin -p xdist.plugin -p _hypothesis_pytestplugin -p pytest_html.plugin \
+	-p pytest_metadata.plugin -p pytest_timeout -p testinfra.plugin
+
 # Two runs: the lab-free tests on every core (pytest-xdist), then the lab tests in one process
 # (they share the one lab a session fixture starts). Both always run; either failing fails.
 test: setup test-deps typecheck
+	@PYTHONDONTWRITEBYTECODE= $(BIN)/python -m compileall -q harness lab scenarios reports
 	@rc=0; \
-	$(BIN)/python -m pytest -q -m "not lab" -n auto || rc=$$?; \
-	$(BIN)/python -m pytest -q -m lab || rc=$$?; \
+	$(PYTEST) -q -m "not lab" -n auto || rc=$$?; \
+	$(PYTEST) -q -m lab || rc=$$?; \
 	exit $$rc
 
 # The library and the README's example scenario (what a site's own `mypy --strict` sees).

@@ -78,6 +78,13 @@ def test_unreachable_store(drill):
 '''
 
 
+@pytest.fixture(autouse=True)
+def entry_point_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make test` names its plugins and turns autoloading off; a site's pytest finds the
+    drillbook plugin through its entry point, and so must the runs here."""
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+
+
 @pytest.fixture
 def site(pytester: pytest.Pytester) -> Path:
     inv = pytester.path / "site.yaml"
