@@ -37,8 +37,9 @@ def inventory_for(args: argparse.Namespace) -> Inventory:
 
 
 def _session(args: argparse.Namespace, inventory: Inventory) -> tuple[DrillSession, Path | None]:
-    # here, not at the top: the session brings the adapters (boto3, kubernetes, psycopg), which
-    # `drillbook scenarios` and the commands of tools.py that share inventory_for() never use
+    # here, not at the top: the session brings the runner, the adapters and their clients
+    # (boto3, kubernetes, psycopg); `drillbook scenarios` needs none of them, and gc and
+    # recover (which share inventory_for) not the runner
     from harness.session import DrillSession, EvidenceWriter
     writer = EvidenceWriter.for_site(inventory, getattr(args, "signing_key", None))
     return DrillSession(inventory, args.evidence_dir, sink=writer,
