@@ -18,8 +18,6 @@ import stat
 from datetime import date
 from pathlib import Path
 
-from harness.provenance import parse_participant
-
 #: the largest model the lab will generate (it is written to a sparse file on this machine)
 MAX_MODEL_BYTES = 64 * 1024**3
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(b|kib|mib|gib)\s*", re.IGNORECASE)
@@ -64,6 +62,9 @@ def iso_date(value: str) -> str:
 
 def participant(value: str) -> str:
     """NAME:ROLE, checked here and kept as given (the exercise record parses it)."""
+    # imported here: provenance brings the inventory and the evidence model, which building
+    # the parser and most command lines never need
+    from harness.provenance import parse_participant
     _clean(value, "the participant")
     try:
         parse_participant(value)

@@ -31,16 +31,18 @@ import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.capacity import admin_for_store
 from harness.errors import DrillbookError, GuardRefused
-from harness.guards import FOUND_STATE, FoundVersion, SafetyCopy
-from harness.inventory import Inventory, RgwAdminTarget, S3Target
-from harness.lease import FoundLease
-from harness.lease_stores import LEASE_PREFIX
 from harness.model import utc_now
-from harness.targets.s3 import ObjectVersion, S3Store
+
+# The rest is imported where it is used: the command line registers this command's options
+# (add_parser) on every start, and these would bring boto3, kubernetes and psycopg with them.
+if TYPE_CHECKING:
+    from harness.guards import FoundVersion
+    from harness.inventory import Inventory, RgwAdminTarget
+    from harness.lease import FoundLease
+    from harness.targets.s3 import ObjectVersion, S3Store
 
 #: A safety copy or an upload younger than this may belong to a drill that is writing it now.
 DEFAULT_MIN_AGE_S = 3600.0
@@ -92,6 +94,7 @@ def _size(n: int | None) -> str:
 
 def drill_stores(inventory: Inventory) -> list[str]:
     """The drill-safe S3 targets that hold an asset: where drills write safety copies."""
+    from harness.inventory import S3Target
     names = [a.store for a in inventory.assets.values()
              if isinstance(inventory.targets.get(a.store), S3Target)]
     return [n for n in dict.fromkeys(names) if inventory.targets[n].drill_safe]
@@ -103,6 +106,7 @@ def collect(inventory: Inventory, s3: Callable[[str], S3Store],
             run: Callable[[list[str]], subprocess.CompletedProcess[str]] | None = None
             ) -> GcReport:
     """Reclaim what drills left in the site's stores (see the module docstring)."""
+    from harness.capacity import admin_for_store
     now = now or utc_now()
     report = GcReport()
     try:
@@ -134,6 +138,7 @@ def collect(inventory: Inventory, s3: Callable[[str], S3Store],
 
 def _safety_copies(store: S3Store, bucket: str, recorded: dict[str, str], cutoff: datetime,
                    dry_run: bool, report: GcReport) -> None:
+    from harness.lease_stores import LEASE_PREFIX
     try:
         objects = store.list_objects(bucket, "")
     except DrillbookError as exc:
@@ -162,6 +167,7 @@ def _why_keep(store: S3Store, bucket: str, root: str, where: str,
               found: list[tuple[str, int, datetime]], recorded: dict[str, str],
               cutoff: datetime) -> str:
     """Why this safety copy must stay ("" when it is redundant)."""
+    from harness.guards import FOUND_STATE, SafetyCopy
     if where in recorded:
         return (f"recorded in a lease of drill {recorded[where]}: a running drill or "
                 f"`drillbook recover` needs it")
@@ -182,6 +188,7 @@ def _why_keep(store: S3Store, bucket: str, root: str, where: str,
 
 
 def _redundant(found: list[tuple[str, int, datetime]]) -> str:
+    from harness.guards import FOUND_STATE
     if not any(k.endswith("/" + FOUND_STATE) for k, _, _ in found):
         return "an unfinished copy (no found-state) that no lease records"
     return "no lease records it and the store still holds every version it copied"
@@ -273,6 +280,7 @@ def cmd_gc(args: argparse.Namespace, inventory: Inventory) -> int:
 
     from harness.context import Adapters
     from harness.lease import LeaseResolver, list_leases
+    from harness.targets.s3 import S3Store
     adapters = Adapters(inventory, Path("evidence") / ".work")
     resolver = LeaseResolver(inventory, adapters.s3, adapters.postgres, adapters.kube)
     # gc lists and aborts multipart uploads, beyond what drills may do: the concrete adapter

@@ -8,14 +8,17 @@ import argparse
 import os
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.cli.parser import progress
 from harness.errors import UsageError
 from harness.inventory import Inventory, load_inventory
 from harness.model import EXIT_INTERRUPTED, Evidence
-from harness.provenance import ExerciseInput, parse_participant
 from harness.scenario import implementations
-from harness.session import DrillSession, EvidenceWriter, SessionResult
+
+if TYPE_CHECKING:
+    from harness.provenance import ExerciseInput
+    from harness.session import DrillSession, SessionResult
 
 
 def inventory_for(args: argparse.Namespace) -> Inventory:
@@ -34,6 +37,10 @@ def inventory_for(args: argparse.Namespace) -> Inventory:
 
 
 def _session(args: argparse.Namespace, inventory: Inventory) -> tuple[DrillSession, Path | None]:
+    # here, not at the top: the session brings the runner, the adapters and their clients
+    # (boto3, kubernetes, psycopg); `drillbook scenarios` needs none of them, and gc and
+    # recover (which share inventory_for) not the runner
+    from harness.session import DrillSession, EvidenceWriter
     writer = EvidenceWriter.for_site(inventory, getattr(args, "signing_key", None))
     return DrillSession(inventory, args.evidence_dir, sink=writer,
                         progress=(lambda m: None) if args.quiet else progress), writer.key
@@ -92,6 +99,7 @@ def _interruption_line(ev: Evidence) -> str:
 
 
 def _exercise_input(args: argparse.Namespace) -> ExerciseInput:
+    from harness.provenance import ExerciseInput, parse_participant
     try:
         people = tuple(parse_participant(p) for p in args.participant)
     except ValueError as exc:

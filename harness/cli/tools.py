@@ -8,12 +8,20 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.cli.drills import inventory_for
 from harness.cli.parser import progress
 from harness.errors import DrillbookError, UsageError
-from harness.inventory import load_inventory
+
+if TYPE_CHECKING:
+    from harness.inventory import Inventory
+
+
+def load_inventory(path: Path | str) -> Inventory:
+    """harness.inventory.load_inventory, imported on the first call: the inventory's YAML and
+    schema checker cost about 0.3 s, which report, keygen, verify and history never need."""
+    from harness.inventory import load_inventory as load
+    return load(path)
 
 
 def cmd_inventory(args: argparse.Namespace) -> int:
@@ -108,6 +116,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
+    from harness.cli.drills import inventory_for
     from harness.context import Adapters
     from harness.lease import LeaseResolver
     from harness.recover import recover_all
