@@ -108,8 +108,8 @@ class Adapters:
     Each is handed out as its kind's protocol (harness/targets/protocols.py), which the real
     adapter and its fake both satisfy, so a scenario calls only what every implementation has.
     A Kubernetes cluster and a host are handed out as their concrete adapters: neither has a
-    fake to keep to a protocol (the cluster is tested on recorded API responses, host checks
-    drive testinfra's objects)."""
+    fake to keep to a protocol (the lab-free cluster tests run the lab's Kubernetes API
+    in-process; host checks drive testinfra's objects)."""
 
     def __init__(self, inventory: Inventory, work_dir: Path,
                  provided: Mapping[str, object] | None = None) -> None:

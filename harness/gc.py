@@ -283,13 +283,15 @@ def cmd_gc(args: argparse.Namespace, inventory: Inventory) -> int:
     from harness.targets.s3 import S3Store
     adapters = Adapters(inventory, Path("evidence") / ".work")
     resolver = LeaseResolver(inventory, adapters.s3, adapters.postgres, adapters.kube)
-    # gc lists and aborts multipart uploads, beyond what drills may do: the concrete adapter
-    stores: dict[str, S3Store] = {}
 
     def s3(name: str) -> S3Store:
-        if name not in stores:
-            stores[name] = S3Store(inventory.s3(name))
-        return stores[name]
+        """The context's own client (the one the lease lookup uses), as its concrete adapter:
+        gc lists and aborts multipart uploads, which the drills' protocol does not offer."""
+        store = adapters.s3(name)
+        if not isinstance(store, S3Store):  # only a test hands adapters in, and not here
+            raise TypeError(f"drillbook gc needs the S3 adapter for {name}, not "
+                            f"{type(store).__name__}")
+        return store
 
     report = collect(inventory, s3, lambda: list_leases(resolver.all_stores()),
                      min_age_s=args.min_age, dry_run=args.dry_run, rgw_gc=not args.no_rgw_gc)
