@@ -272,13 +272,21 @@ def _plan(entry: ManifestFile, range_bytes: int) -> list[tuple[int, int]]:
     return [(s, min(entry.size, s + range_bytes)) for s in range(0, entry.size, range_bytes)]
 
 
+def in_memory(entry: ManifestFile) -> Bytes:
+    """A buffer for one file: anonymous memory, not zeroed (every byte is fetched)."""
+    return np.empty(entry.size, dtype=np.uint8)
+
+
 def fetch_verified(source: RangeSource, prefix: str, files: tuple[ManifestFile, ...], *,
-                   threads: int = FETCH_THREADS, range_bytes: int = RANGE_BYTES
+                   threads: int = FETCH_THREADS, range_bytes: int = RANGE_BYTES,
+                   allocate: Callable[[ManifestFile], Bytes] = in_memory
                    ) -> tuple[list[FileCheck], dict[str, Bytes]]:
-    """Fetch every manifest file under ``prefix`` into memory, verifying as it arrives.
+    """Fetch every manifest file under ``prefix`` into the buffers ``allocate`` gives (memory,
+    or the node's cache files mapped), verifying as it arrives.
 
     Returns one FileCheck per entry (manifest order) and, for the files that matched, their
-    bytes as read-only arrays. Never raises for a bad or missing object."""
+    bytes as read-only arrays. Never raises for a bad or missing object; an ``OSError`` from
+    ``allocate`` (a full cache volume) is raised before anything is fetched."""
     work: list[_File] = []
     checks: dict[str, FileCheck] = {}
     for entry in files:
@@ -288,7 +296,7 @@ def fetch_verified(source: RangeSource, prefix: str, files: tuple[ManifestFile, 
             checks[entry.path] = FileCheck(entry.path, entry.sha256, None, False, False,
                                            entry.size, None, str(exc))
             continue
-        buf: Bytes = np.empty(entry.size, dtype=np.uint8)  # not zeroed: every byte is fetched
+        buf = allocate(entry)
         work.append(_File(entry, object_key(prefix, entry.path), buf, _plan(entry, range_bytes)))
 
     def one(f: _File, index: int) -> None:

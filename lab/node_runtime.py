@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import mmap
+import os
 import shutil
 import threading
 import time
@@ -291,12 +293,17 @@ class ModelRuntime:
 
         dest.mkdir(parents=True, exist_ok=True)
         (dest / MANIFEST_NAME).write_bytes(raw)
-        # into memory, hashed as it arrives, and loaded from there: no file is read again;
-        # the verified bytes are then written to this pull's cache directory, as a serving
-        # runtime keeps its model cache on the node's volume (a new source per pull: presigned
-        # URLs expire)
-        checks, data = fetch_verified(source_for(self.s3_client, self.bucket), self.prefix,
-                                      manifest.files)
+        # straight into this pull's cache files, mapped (the model cache on the node's
+        # volume, as a serving runtime keeps it), hashed as it arrives and served from those
+        # same pages: no file is written twice or read again (a new source per pull:
+        # presigned URLs expire)
+        try:
+            checks, data = fetch_verified(source_for(self.s3_client, self.bucket), self.prefix,
+                                          manifest.files,
+                                          allocate=lambda e: cache_file(dest / e.path, e.size))
+        except OSError as exc:  # a full or read-only cache volume: the pull fails, as on a node
+            raise LoadFailed(f"cannot write the model cache {dest}: {exc}", [],
+                             manifest_sha) from exc
         bad = [c for c in checks if not c.ok]
         if bad:
             shown = "; ".join(c.describe() for c in bad[:5])
@@ -306,11 +313,6 @@ class ModelRuntime:
                 checks,
                 manifest_sha,
             )
-        try:
-            _persist(dest, data)
-        except OSError as exc:  # a full or read-only cache volume: the pull fails, as on a node
-            raise LoadFailed(f"cannot write the model cache {dest}: {exc}", checks,
-                             manifest_sha) from exc
         try:
             config = ModelConfig.from_json(data[CONFIG_NAME].tobytes())
             if config.name != self.model_name:
@@ -344,11 +346,20 @@ class ModelRuntime:
             shutil.rmtree(self.cache_dir, ignore_errors=True)
 
 
-def _persist(dest: Path, data: Mapping[str, Bytes]) -> None:
-    """Write verified files into the pull's cache directory, from the bytes already hashed
-    (never re-read); the cache is what host checks and a cache-full drill look at."""
-    for rel, buf in data.items():
-        path = dest / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as fh:
-            fh.write(buf.data)
+def cache_file(path: Path, size: int) -> Bytes:
+    """The buffer one file of a pull is fetched into: the cache file itself, its blocks
+    reserved first (a full volume fails here, with ENOSPC, not later as SIGBUS on a page) and
+    mapped shared, so the bytes land in the file's pages and the model is served from them (as
+    a runtime maps safetensors). Copying the verified bytes to the cache afterwards cost a
+    second pass over the model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        if size == 0:
+            return np.empty(0, dtype=np.uint8)
+        os.posix_fallocate(fd, 0, size)
+        mapped = mmap.mmap(fd, size, flags=mmap.MAP_SHARED,
+                           prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    finally:
+        os.close(fd)
+    return np.frombuffer(mapped, dtype=np.uint8)

@@ -9,7 +9,6 @@ unversioned bucket are never remembered).
 
 from __future__ import annotations
 
-import concurrent.futures
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -91,7 +90,6 @@ class ObjectState:
     pulled: Hashes = field(default_factory=dict)
     #: (key, version id) -> (sha256, size) as read from the store
     seen: dict[tuple[str, str], tuple[str | None, int]] = field(default_factory=dict)
-    reread: concurrent.futures.Future[Hashes] | None = None
     #: restore points already reported as passed over (one deviation each)
     noted: set[str] = field(default_factory=set)
 

@@ -18,7 +18,6 @@ A scenario keeps one :class:`~harness.runbook.object_state.ObjectState` (created
 
 from __future__ import annotations
 
-import concurrent.futures
 from typing import TYPE_CHECKING
 
 from harness.capacity import require_room
@@ -264,29 +263,22 @@ def verify_sha256(ctx: DrillContext, state: ObjectState) -> RunbookStep:
 
 def _verify_sha256(ctx: DrillContext, state: ObjectState) -> None:
     """What pull sent, from the hashes taken while sending it (no second read); every other
-    object at its current version (read unless that version was read before). When bytes were
-    sent, the independent re-read for verify starts now, overlapping the redeploy."""
+    object at its current version (read unless that version was read before). The independent
+    re-read is the verify phase's, after the service is back: run beside the node's reload it
+    took the CPU the reload needed and delayed the service (both read the store at once)."""
     got: Hashes = {}
     if state.source is Source.BACKUP:
         got = {k: state.pulled.get(k, (None, 0)) for k in state.targets}
     got.update(current_hashes(ctx, state, [k for k in state.keys if k not in got],
                               "verify-sha256"))
     compare(ctx, state, got, "restored")
-    if state.pulled:
-        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="verify-reread")
-        state.reread = pool.submit(current_hashes, ctx, state, state.keys, "verify")
-        pool.shutdown(wait=False)
 
 
 def verify_stored(ctx: DrillContext, state: ObjectState) -> None:
     """Independent of the runbook: every object read back from the store at its current version
     (a version read since it became current is not read again) against the manifest taken
     before the fault; a difference is a FAIL."""
-    if state.reread is not None:
-        started, state.reread = state.reread, None
-        got = started.result()
-    else:
-        got = current_hashes(ctx, state, state.keys, "verify")
+    got = current_hashes(ctx, state, state.keys, "verify")
     try:
         compare(ctx, state, got, "stored")
     except StepFailed as exc:
