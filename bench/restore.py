@@ -8,7 +8,12 @@ For one lab at one model size, in the same run, it measures:
 - naive: the script an operator would write: ``restic restore`` of the newest snapshot to a
   scratch directory, then each file uploaded with boto3 (``upload_file``, 8 threads, 16 MiB
   parts) to a scratch bucket, then ``sha256sum`` of the files;
-- lower: ``restic restore`` + ``sha256sum`` alone (no upload): what restic and the disk allow.
+- lower: ``restic restore`` + ``sha256sum`` alone (no upload): what restic and the disk allow;
+- cpu: the CPU seconds (user + system, every process of the lab and every process the bench
+  started) of each stage the naive script and the drill share, measured one at a time: the
+  restic restore, the upload into the store, ``sha256sum``, and the node's reload of the model
+  from the store. On a machine whose cores those stages saturate, their CPU seconds divided by
+  the number of cores is the floor no overlap can beat.
 
     .venv/bin/python bench/restore.py --size 1GiB [--dir DIR | --reuse DIR] [--keep] [--core-only]
 
@@ -27,12 +32,15 @@ import argparse
 import itertools
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.cli import parse_size
 from harness.targets.s3 import S3Store
-from lab.stack import Lab
+from lab.stack import MODEL_NAME, Lab
 
 MiB = 1024 * 1024
 BENCH_BUCKET = "drillbook-bench"
@@ -56,6 +64,39 @@ def restic_env(lab: Lab) -> dict[str, str]:
     return env
 
 
+class Meter:
+    """CPU seconds spent by the lab's processes (every process whose command line names the
+    lab's directory) and by this process and its waited-for children, between start and stop."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.root = str(lab.root).encode()
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.spent: dict[str, float] = {}
+
+    def _now(self) -> float:
+        total = 0.0
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                if self.root not in (d / "cmdline").read_bytes():
+                    continue
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            total += (int(fields[11]) + int(fields[12])) / self.tick
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+            r = resource.getrusage(who)
+            total += r.ru_utime + r.ru_stime
+        return total
+
+    def measure(self, name: str, fn: Callable[[], Any]) -> Any:
+        begin = self._now()
+        out = fn()
+        self.spent[name] = self.spent.get(name, 0.0) + self._now() - begin
+        return out
+
+
 def restic_restore(lab: Lab, target: Path) -> Path:
     snap = lab.restic().snapshots(path=str(lab.stage_dir))[-1]
     subprocess.run(["restic", "--no-lock", "restore", snap.id, "--target", str(target),
@@ -69,7 +110,7 @@ def sha256sum(directory: Path) -> None:
     subprocess.run(["sha256sum", *files], check=True, stdout=subprocess.DEVNULL)
 
 
-def naive(lab: Lab, scratch: Path) -> float:
+def naive(lab: Lab, scratch: Path, meter: Meter | None = None) -> float:
     """restic restore + boto3 upload_file (8 threads, 16 MiB parts) + sha256sum, one after the
     other, as a runbook script would do them."""
     import boto3
@@ -80,12 +121,17 @@ def naive(lab: Lab, scratch: Path) -> float:
                                aws_secret_access_key=s.operator_secret)
     S3Store(lab.operator_target()).ensure_bucket(BENCH_BUCKET, versioned=False)
     config = TransferConfig(multipart_chunksize=16 * MiB, max_concurrency=8)
+    meter = meter or Meter(lab)
+
+    def upload(root: Path) -> None:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            client.upload_file(str(path), BENCH_BUCKET, f"naive/{path.relative_to(root)}",
+                               Config=config)
+
     t = time.monotonic()
-    root = restic_restore(lab, scratch)
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        client.upload_file(str(path), BENCH_BUCKET, f"naive/{path.relative_to(root)}",
-                           Config=config)
-    sha256sum(root)
+    root = meter.measure("restic restore", lambda: restic_restore(lab, scratch))
+    meter.measure("upload (boto3)", lambda: upload(root))
+    meter.measure("sha256sum", lambda: sha256sum(root))
     took = time.monotonic() - t
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         client.delete_object(Bucket=BENCH_BUCKET, Key=f"naive/{path.relative_to(root)}")
@@ -95,6 +141,20 @@ def naive(lab: Lab, scratch: Path) -> float:
 def lower(lab: Lab, scratch: Path) -> float:
     t = time.monotonic()
     sha256sum(restic_restore(lab, scratch))
+    return time.monotonic() - t
+
+
+def node_reload(lab: Lab) -> float:
+    """The inference node reloads the model from the store (what the drill's redeploy asks);
+    seconds until it answers ready."""
+    t = time.monotonic()
+    req = urllib.request.Request(f"{lab.node_url}/v2/repository/models/{MODEL_NAME}/load",
+                                 data=b"{}", method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=600) as r:
+        r.read()
+    if lab.node_readiness() != "ready":
+        raise SystemExit(f"the node did not come back ready ({lab.node_readiness()})")
     return time.monotonic() - t
 
 
@@ -185,13 +245,16 @@ def main(argv: list[str] | None = None) -> int:
         size_mib = lab.state.model_size // MiB
         with tempfile.TemporaryDirectory(prefix="bench-", dir=root) as tmp:
             scratch = Path(tmp)
-            t_naive = naive(lab, scratch / "naive")
+            meter = Meter(lab)
+            t_naive = naive(lab, scratch / "naive", meter)
             print(f"naive (restic restore + boto3 8x16 MiB + sha256sum): {t_naive:.2f} s",
                   flush=True)
             t_lower = lower(lab, scratch / "lower")
             print(f"lower bound (restic restore + sha256sum): {t_lower:.2f} s", flush=True)
             shutil.rmtree(scratch / "naive", ignore_errors=True)
             shutil.rmtree(scratch / "lower", ignore_errors=True)
+            t_reload = meter.measure("node reload", lambda: node_reload(lab))
+            print(f"node reload alone: {t_reload:.2f} s", flush=True)
             rto, rss, doc = drill(lab, scratch / "evidence")
             journal = max((scratch / "evidence").glob("*/journal.jsonl"),
                           key=lambda p: p.stat().st_mtime)
@@ -203,6 +266,13 @@ def main(argv: list[str] | None = None) -> int:
               + (f"; verified RTO {float(verified):.2f} s" if verified is not None else "")
               + "); where it went:")
         print("\n".join(where_the_time_goes(doc, journal)))
+        cores = os.cpu_count() or 1
+        print("CPU seconds of each stage, every process counted: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in meter.spent.items()))
+        floor = sum(meter.spent[k] for k in ("restic restore", "upload (boto3)", "node reload"))
+        print(f"  the drill's restore does restic restore + upload + node reload at the least: "
+              f"{floor:.2f} CPU-s, so no overlap brings it under {floor / cores:.2f} s on "
+              f"{cores} CPUs (the naive script: {sum(meter.spent.values()) - meter.spent['node reload']:.2f} CPU-s)")
         print(f"load average (1, 5, 15 min) at the end: "
               f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
         print(f"restore: size={size_mib} drillbook={rto:.2f} naive={t_naive:.2f} "

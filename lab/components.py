@@ -2,7 +2,9 @@
 
 A component brings up its own processes after the core is up, stops them before the core stops,
 reports its parts in ``lab status``, and adds its targets and assets to the lab's inventory.
-Register a new one by adding its factory to :data:`COMPONENTS`.
+Register a new one by adding its factory to :data:`COMPONENTS`. A component may also define
+``settle(lab, progress)``: called once every component is up, to wait for work its ``up`` started
+(so that the wait overlaps the other components' start-up).
 """
 
 from __future__ import annotations

@@ -44,6 +44,19 @@ def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _uniform(rng: np.random.Generator, shape: tuple[int, ...], std: float) -> FloatArray:
+    """Weights uniform on [-a, a) with standard deviation ``std`` (a = std x sqrt 3, Kaiming's
+    uniform form), made from random bits: 23 of them are the mantissa of a float in [1, 2).
+    About five times faster than normal draws, which made up most of the lab's start-up time at
+    GiB sizes."""
+    bits = rng.integers(0, 1 << 23, size=shape, dtype=np.uint32)
+    bits |= np.uint32(0x3F800000)
+    arr = bits.view(np.float32)
+    arr -= np.float32(1.5)
+    arr *= np.float32(2.0 * math.sqrt(3.0) * std)
+    return arr
+
+
 def _weight_std(layer: LayerSpec, n_residual: int) -> float:
     if layer.residual:
         # Scaling each residual branch by 1/sqrt(depth) keeps activations O(1)
@@ -132,8 +145,7 @@ def generate_model(
         for tensor_name, shape in tensors:
             layer, is_weight = by_name[tensor_name]
             if is_weight:
-                arr = rng.standard_normal(shape, dtype=np.float32)
-                arr *= np.float32(_weight_std(layer, n_hidden))
+                arr = _uniform(rng, shape, _weight_std(layer, n_hidden))
             else:
                 arr = rng.random(shape, dtype=np.float32)
                 arr -= np.float32(0.5)

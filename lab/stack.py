@@ -182,11 +182,20 @@ class Lab:
         if not repo.is_initialized():
             progress("lab: initialising the restic repository on the secondary site")
             repo.init()
-        if not repo.snapshots(path=str(self.stage_dir)):
-            self.backup(progress)
-        self._ensure_node(progress)
+        # the first backup (about 25 s of restic at 1 GiB) runs while the node and the
+        # components start; nothing they do reads the secondary site's repository
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lab-backup") as pool:
+            first_backup = (pool.submit(self.backup, progress)
+                            if not repo.snapshots(path=str(self.stage_dir)) else None)
+            self._ensure_node(progress)
+            for component in self.components:
+                component.up(self, progress)
+            if first_backup is not None:
+                first_backup.result()
         for component in self.components:
-            component.up(self, progress)
+            settle = getattr(component, "settle", None)
+            if settle is not None:  # work a component started, awaited once all are up
+                settle(self, progress)
         self.write_inventory()
         progress(f"lab: up in {time.monotonic() - t0:.1f} s; inventory {self.inventory_path}")
 
@@ -218,12 +227,22 @@ class Lab:
         size = self.state.model_size
         progress(f"lab: generating the lab model ({size / MiB:.0f} MiB, two versions)")
         older = self.root / "assets" / f"{MODEL_NAME}-older"
-        for directory, seed in ((older, 1), (self.asset_dir, 2)):
+        for directory in (older, self.asset_dir):
             if directory.exists():
                 shutil.rmtree(directory)
+
+        def generate(directory: Path, seed: int) -> None:
             generate_model(directory, name=MODEL_NAME, seed=seed, size_bytes=size,
                            shard_bytes=max(MiB, size // 4))
-            self._upload_dir(store, directory, prefix)
+
+        generate(older, 1)
+        # the older version uploads while the current one is generated (one core each), and
+        # lands first, so that it is the older version in the bucket's history
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lab-upload") as pool:
+            first = pool.submit(self._upload_dir, store, older, prefix)
+            generate(self.asset_dir, 2)
+            first.result()
+        self._upload_dir(store, self.asset_dir, prefix)
         write_golden(self.asset_dir, ModelConfig.load(self.asset_dir / "config.json"),
                      self.asset_dir, count=8)
         shutil.rmtree(older)
