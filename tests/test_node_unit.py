@@ -385,6 +385,40 @@ def test_reload_detects_corruption_and_drops_old_weights(
     assert len(list(service.cache_dir.iterdir())) == 1
 
 
+def test_the_cache_files_hold_the_verified_bytes_the_node_serves(
+    service: node.NodeService, store: FakeS3
+) -> None:
+    """The pull lands in the cache files themselves (mapped): after a load, every file of the
+    live pull directory is byte for byte the store's copy, and the tensors are views of it."""
+    assert service.load().ok
+    (pull,) = service.cache_dir.iterdir()
+    manifest = netmanifest.Manifest.from_json((pull / netmanifest.MANIFEST_NAME).read_bytes())
+    for f in manifest.files:
+        assert hashlib.sha256((pull / f.path).read_bytes()).hexdigest() == f.sha256
+        assert (pull / f.path).read_bytes() == (_store_dir(store) / f.path).read_bytes()
+    model = service.current()
+    assert model is not None
+    assert all(not w.flags.writeable for w in model.weights.values())
+
+
+def test_a_full_cache_volume_fails_the_load_before_any_byte_is_fetched(
+    service: node.NodeService, store: FakeS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache files are reserved before the fetch: a full volume is an error the node
+    reports (ENOSPC), not a SIGBUS on a mapped page halfway through the model."""
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(node_runtime.os, "posix_fallocate", full)
+    outcome = service.load()
+    assert not outcome.ok and outcome.error is not None
+    assert "cannot write the model cache" in outcome.error and "No space left" in outcome.error
+    shards = [k for k in store.reads if k.endswith(".safetensors")]
+    assert shards == [], f"shards were fetched although the cache had no room: {shards}"
+    assert service.handle("GET", "/v2/health/ready", b"")[0] == 503
+    assert list(service.cache_dir.iterdir()) == []  # the failed pull leaves nothing behind
+
+
 @pytest.mark.parametrize(
     ("damage", "fragment"),
     [

@@ -214,6 +214,34 @@ def test_sabotaged_recovery_fails(site: Site, cls: type[Scenario], variant: str,
     assert_as_found(site, before, asset, served, ev)
 
 
+@pytest.mark.parametrize(("cls", "variant", "asset"),
+                         [c for c in CASES if c[1] in FROM_BACKUP and c[2] in SERVED],
+                         ids=[f"{c.name}-{v}" for c, v, a in CASES
+                              if v in FROM_BACKUP and a in SERVED])
+def test_a_store_damaged_after_the_service_is_back_fails_verify(
+        site: Site, cls: type[Scenario], variant: str, asset: str) -> None:
+    """The independent re-read is verify's own, after the runbook: bytes that change once the
+    service is back (the runbook's last step) are caught, whatever the runbook saw. A re-read
+    started during the runbook would have read the store before this damage."""
+    before, served = site.state(), answers(site, asset)
+    damaged: list[str] = []
+
+    def damage_after_smoke(ctx: DrillContext, original: Callable[[], None]) -> None:
+        original()
+        a = ctx.asset
+        key = next(k for b, k, *_ in site.state() if b == a.bucket and k.startswith(a.prefix)
+                   and k != a.manifest_key and k.endswith(".safetensors"))
+        ctx.adapters.s3(a.store).put_bytes(a.bucket, key, b"changed after the smoke test")
+        damaged.append(key)
+
+    ev = site.drill(cls, variant, asset, {"smoke-test": damage_after_smoke}).evidence
+    assert damaged, f"the smoke-test step did not run: {ev.reasons}"
+    assert ev.verdict is Verdict.FAIL, ev.reasons
+    assert any(not c.ok for c in ev.integrity), ev.reasons
+    assert any(damaged[0] in r for r in ev.reasons), ev.reasons
+    assert_as_found(site, before, asset, served, ev)
+
+
 def test_a_missing_template_fails_config_loss(site: Site) -> None:
     def pull_but_lose_a_template(ctx: DrillContext, original: Callable[[], None]) -> None:
         original()
