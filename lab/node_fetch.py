@@ -1,13 +1,15 @@
-"""Fetching a model into memory the way a serving runtime does: parallel ranged GETs, hashed
-as the bytes arrive, never written to disk and never read twice.
+"""Fetching a model the way a serving runtime does: parallel ranged GETs, hashed as the bytes
+arrive, never read twice, into buffers the caller gives (the node's are its cache files, mapped).
 
 Each object is cut into ranges of :data:`RANGE_BYTES`; :data:`FETCH_THREADS` ranges, of every
 file together, are on the wire at once, each received straight into its place in the file's
 buffer. A file's SHA-256 follows the bytes in order: whichever worker completes the range the
 hash is waiting for also hashes every range after it that has already arrived. So when the last
 range lands the digest is one range behind at most, and the bytes the node serves are exactly
-the bytes that were hashed (the buffer is made read-only once verified; the weights are views
-into it, not copies of a file that could have changed since).
+the bytes that were hashed (the buffer is made read-only once verified and the weights are
+views into it; when the buffer is a mapped cache file, as on the node, a process that wrote to
+that file later would change what is served, as with any runtime that maps its weights: nothing
+in the lab writes to a live pull's files).
 
 Every range response must agree with the manifest on the object's total size; a disagreement,
 a missing object or a cut-off range is recorded against that file (never raised), so the

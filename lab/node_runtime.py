@@ -189,9 +189,18 @@ class ModelRuntime:
         return thread
 
     def next_pull_dir(self, stem: str) -> Path:
-        """A fresh cache directory for one pull; the caller holds ``load_lock``."""
-        self._attempt += 1
-        return self.cache_dir / f"{stem}-{self._attempt:04d}"
+        """A fresh cache directory for one pull, made here; the caller holds ``load_lock``. A
+        name already taken (a previous process on the same cache volume) is skipped, never
+        reused: another process may still serve the files mapped in it."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            self._attempt += 1
+            path = self.cache_dir / f"{stem}-{self._attempt:04d}"
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return path
 
     def load(self) -> LoadOutcome:
         """Pull, verify and load the model from the store; swap it in if good."""
@@ -353,7 +362,8 @@ def cache_file(path: Path, size: int) -> Bytes:
     a runtime maps safetensors). Copying the verified bytes to the cache afterwards cost a
     second pass over the model."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    # a new file in this pull's own directory: never truncate one that something maps
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         if size == 0:
             return np.empty(0, dtype=np.uint8)

@@ -401,6 +401,19 @@ def test_the_cache_files_hold_the_verified_bytes_the_node_serves(
     assert all(not w.flags.writeable for w in model.weights.values())
 
 
+def test_a_pull_never_reuses_a_cache_directory_another_process_left(
+    service: node.NodeService
+) -> None:
+    """The cache files are served mapped: a new process on the same volume must not truncate a
+    file an older one may still map, so a taken pull directory is skipped."""
+    taken = service.cache_dir / "pull-0001"
+    taken.mkdir(parents=True)
+    (taken / "config.json").write_bytes(b"another process's file")
+    assert service.load().ok
+    assert (taken / "config.json").read_bytes() == b"another process's file"
+    assert (service.cache_dir / "pull-0002" / "config.json").is_file()
+
+
 def test_a_full_cache_volume_fails_the_load_before_any_byte_is_fetched(
     service: node.NodeService, store: FakeS3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
