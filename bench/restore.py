@@ -275,10 +275,10 @@ def main(argv: list[str] | None = None) -> int:
             scratch = Path(tmp)
             meter = Meter(lab)
             t_naive = naive(lab, scratch / "naive", meter)
-            drillbook_upload(lab, next(p.parent for p in (scratch / "naive").rglob("config.json")),
-                             meter)
             print(f"naive (restic restore + boto3 8x16 MiB + sha256sum): {t_naive:.2f} s",
                   flush=True)
+            drillbook_upload(lab, next(p.parent for p in (scratch / "naive").rglob("config.json")),
+                             meter)
             t_lower = lower(lab, scratch / "lower")
             print(f"lower bound (restic restore + sha256sum): {t_lower:.2f} s", flush=True)
             shutil.rmtree(scratch / "naive", ignore_errors=True)
