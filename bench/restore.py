@@ -12,8 +12,9 @@ For one lab at one model size, in the same run, it measures:
 - cpu: the CPU seconds (user + system, every process of the lab and every process the bench
   started) of each stage the naive script and the drill share, measured one at a time: the
   restic restore, the upload into the store (boto3's, then the drill's own path over the same
-  files), ``sha256sum``, and the node's reload of the model from the store. On a machine whose cores those stages saturate, their CPU seconds divided by
-  the number of cores is the floor no overlap can beat.
+  files), ``sha256sum``, and the node's reload of the model from the store. On a machine whose
+  cores those stages saturate, their CPU seconds divided by the number of cores is the floor no
+  overlap can beat.
 
     .venv/bin/python bench/restore.py --size 1GiB [--dir DIR | --reuse DIR] [--keep] [--core-only]
 
@@ -40,7 +41,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -173,16 +173,17 @@ def lower(lab: Lab, scratch: Path) -> float:
 
 
 def node_reload(lab: Lab) -> float:
-    """The inference node reloads the model from the store (what the drill's redeploy asks);
-    seconds until it answers ready."""
+    """The inference node reloads the model from the store, through the adapter the drill's
+    redeploy uses (load, then wait until ready); seconds until it answers ready."""
+    from harness.inventory import InferenceTarget
+    from harness.targets.inference import InferenceEndpoint
+    endpoint = InferenceEndpoint(InferenceTarget("inference", lab.node_url, MODEL_NAME, True))
     t = time.monotonic()
-    req = urllib.request.Request(f"{lab.node_url}/v2/repository/models/{MODEL_NAME}/load",
-                                 data=b"{}", method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=600) as r:
-        r.read()
-    if lab.node_readiness() != "ready":
-        raise SystemExit(f"the node did not come back ready ({lab.node_readiness()})")
+    ok, message = endpoint.load(timeout_s=600)
+    ready = endpoint.wait_ready(600)
+    if not ok or not ready.ready:
+        raise SystemExit(f"the node did not reload: {message}; ready: HTTP {ready.status} "
+                         f"{ready.detail}")
     return time.monotonic() - t
 
 
